@@ -1,0 +1,221 @@
+"""`genbench <stage> ...`: names and paths only; every value comes from params.yaml.
+
+Every stage validates params.yaml first, opens one MLflow run, writes its outputs atomically, and on a
+user-fixable problem prints one line naming the cause and what to do, then exits with status 2.
+`--dry-run` prints the resolved configuration the stage would use and exits.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from genbench import GenbenchError
+
+
+def _params(args, check_data: bool = False):
+    from genbench.config import load
+
+    return load(args.params, check_data=check_data)
+
+
+def _dry(args, obj) -> bool:
+    if args.dry_run:
+        print(json.dumps(obj, indent=2, default=str))
+    return args.dry_run
+
+
+def cmd_validate(args) -> int:
+    params = _params(args, check_data=True)
+    print(f"{args.params}: OK (profile {params.profile}; {len(params.jobs())} training jobs: "
+          f"{', '.join(f'{r}-s{s}' for r, s in params.jobs())})")
+    if args.dry_run:
+        print(json.dumps(asdict(params), indent=2, default=str))
+    return 0
+
+
+def cmd_prepare(args) -> int:
+    from genbench import data
+    from genbench.layout import prepared_dir
+    from genbench.tracking import stage_run
+
+    params = _params(args)
+    if args.dataset not in params.data.datasets:
+        raise GenbenchError(f"dataset '{args.dataset}' is not under data.datasets in {args.params}")
+    opts = params.data.datasets[args.dataset]
+    if _dry(args, {"dataset": args.dataset, **asdict(opts), "split_seed": params.data.split_seed}):
+        return 0
+    with stage_run("prepare", args.dataset, params={"data": asdict(opts)}) as tracker:
+        manifest = data.prepare(
+            args.dataset, prepared_dir(params.data.root, args.dataset),
+            local_dir=Path(opts.local_dir) if opts.local_dir else None, val_size=opts.val_size,
+            train_limit=opts.train_limit, test_limit=opts.test_limit, seed=params.data.split_seed,
+            allow_download=params.data.allow_download, toy_train_size=params.data.toy_train_size,
+            toy_test_size=params.data.toy_test_size)
+        tracker.set_tags({"source": manifest.get("source", "")})
+        tracker.log_artifact(prepared_dir(params.data.root, args.dataset) / "manifest.json")
+    print(f"prepared {args.dataset}: " + ", ".join(f"{k} {v}" for k, v in manifest.get("sizes", {}).items()))
+    return 0
+
+
+def cmd_weights(args) -> int:
+    from genbench.layout import INCEPTION_WEIGHTS
+    from genbench.metrics import fid
+    from genbench.tracking import stage_run
+
+    if _dry(args, {"out": str(INCEPTION_WEIGHTS)}):
+        return 0
+    with stage_run("weights", "inception-v3-tf2015") as tracker:
+        path = fid.convert_inception_weights(INCEPTION_WEIGHTS)
+        info = fid.extractor_info("inception-v3-tf2015", path)
+        tracker.set_tags(info)
+    print(f"wrote {path} (sha256 {info['weights_sha256']})")
+    return 0
+
+
+def cmd_classifier(args) -> int:
+    from genbench.data import load_split
+    from genbench.io import write_json
+    from genbench.layout import classifier_metrics_path, classifier_path, prepared_dir
+    from genbench.metrics import classifier
+    from genbench.tracking import stage_run
+
+    params = _params(args)
+    cfg = params.classifier
+    if _dry(args, {"dataset": args.dataset, **asdict(cfg)}):
+        return 0
+    root = prepared_dir(params.data.root, args.dataset)
+    with stage_run("classifier", args.dataset, params=asdict(cfg)) as tracker:
+        train_x, train_y = load_split(root, "train")
+        val_x, val_y = load_split(root, "val")
+        model, metrics = classifier.train_classifier(train_x, train_y, val_x, val_y, steps=cfg.steps,
+                                                     batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
+                                                     progress=params.harness.progress)
+        classifier.save_classifier(classifier_path(args.dataset), model, {"dataset": args.dataset, **metrics})
+        write_json(classifier_metrics_path(args.dataset), metrics)
+        tracker.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+    print(f"classifier-{args.dataset}: " + ", ".join(f"{k} {v}" for k, v in metrics.items()))
+    return 0
+
+
+def cmd_refstats(args) -> int:
+    from genbench.evaluate import compute_refstats
+    from genbench.tracking import stage_run
+
+    params = _params(args)
+    if _dry(args, {"dataset": args.dataset, "eval": asdict(params.eval)}):
+        return 0
+    with stage_run("refstats", args.dataset, params={"eval": asdict(params.eval)}) as tracker:
+        summary = compute_refstats(params, args.dataset, tracker)
+    print(f"reference features of {args.dataset}: {json.dumps(summary)}")
+    return 0
+
+
+def _job_stage(stage: str):
+    def run(args) -> int:
+        from genbench.layout import job_name, run_dir
+        from genbench.tracking import stage_run
+        from genbench.train import Job
+
+        params = _params(args)
+        job = Job.from_params(params, args.run, args.seed)
+        if _dry(args, {"job": job.name, **job.config_dict(), "harness": asdict(params.harness),
+                       "eval": asdict(params.eval)}):
+            return 0
+        tags = {"run": args.run, "seed": args.seed, "model": job.spec.model, "dataset": job.spec.dataset,
+                "profile": params.profile}
+        with stage_run(stage, job_name(args.run, args.seed), params=job.config_dict(), tags=tags) as tracker:
+            if stage == "train":
+                from genbench.train import train
+
+                result = train(job, run_dir(args.run, args.seed), tracker=tracker)
+                if result["status"] == "diverged":
+                    print(f"genbench: {job.name} {result['message']}", file=sys.stderr)
+                    if params.harness.on_divergence == "fail":
+                        return 3
+                tracker.set_tags({"outcome": result["status"]})
+            elif stage == "sample":
+                from genbench.evaluate import sample_job
+
+                result = sample_job(params, args.run, args.seed, tracker)
+            else:
+                from genbench.evaluate import evaluate_job
+
+                result = evaluate_job(params, args.run, args.seed, tracker)
+        print(f"{stage} {job.name}: {json.dumps(result, default=str)[:2000]}")
+        return 0
+
+    return run
+
+
+def cmd_report(args) -> int:
+    from genbench import report
+    from genbench.tracking import stage_run
+
+    params = _params(args)
+    if _dry(args, {"dir": params.report.dir, "jobs": params.jobs()}):
+        return 0
+    with stage_run("report", "leaderboard") as tracker:
+        report.build(params)
+        for name in ("leaderboard.md", "leaderboard.csv", "index.html"):
+            tracker.log_artifact(Path(params.report.dir) / name)
+    print((Path(params.report.dir) / "leaderboard.md").read_text())
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from genbench import bench
+
+    return bench.main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="genbench", description=__doc__.splitlines()[0])
+    parser.add_argument("--params", default="params.yaml", help="the params file (default: params.yaml)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name, func, help_text, *extra):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--dry-run", action="store_true", help="print the resolved configuration and exit")
+        for arg in extra:
+            arg(p)
+        p.set_defaults(func=func)
+        return p
+
+    dataset = lambda p: p.add_argument("--dataset", required=True)  # noqa: E731
+
+    def job(p):
+        p.add_argument("--run", required=True, help="a key of `runs` in params.yaml")
+        p.add_argument("--seed", required=True, type=int)
+
+    add("validate", cmd_validate, "check params.yaml: keys, types, values and that every dataset can be found")
+    add("prepare", cmd_prepare, "prepare one dataset: raw files -> checked splits", dataset)
+    add("weights", cmd_weights, "convert the offline Inception-v3 FID weights for torch-fidelity")
+    add("classifier", cmd_classifier, "train the domain classifier used as a FID feature extractor", dataset)
+    add("refstats", cmd_refstats, "features of the reference split for every extractor", dataset)
+    add("train", _job_stage("train"), "train (or resume) one (run, seed) job", job)
+    add("sample", _job_stage("sample"), "draw samples from a trained job", job)
+    add("evaluate", _job_stage("evaluate"), "FID/KID/precision/recall and bits/dim of a job", job)
+    add("report", cmd_report, "build reports/ from metrics/*.json")
+    bench = add("bench", cmd_bench, "throughput of every registered model and the harness overhead")
+    bench.add_argument("--steps", type=int, default=30, help="timed steps per measurement")
+    bench.add_argument("--models", nargs="*", default=None, help="models to measure (default: all registered)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except GenbenchError as exc:
+        print(f"genbench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("genbench: interrupted; a training job resumes from its last checkpoint", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,191 @@
+"""The sample and evaluate stages, and the protocol stored beside every number.
+
+sample:   the selected checkpoint -> `samples/<job>/samples.npz` (uint8) + `grid.png` + `sample.json`
+evaluate: samples + cached reference features -> FID / KID / precision / recall per extractor, and
+          bits/dim of every likelihood kind the model has on the reference split -> metrics/<job>.json
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import math
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from genbench import GenbenchError, __version__
+from genbench.config import Params
+from genbench.data import info as dataset_info
+from genbench.data import load_split
+from genbench.io import atomic_dir, read_json, sha256_file, write_json
+from genbench.layout import (INCEPTION_WEIGHTS, classifier_path, job_name, metrics_path, prepared_dir,
+                             refstats_path, run_dir, samples_dir)
+from genbench.metrics import fid as fidlib
+from genbench.metrics.likelihood import nats_to_bits_per_dim
+from genbench.report import save_grid
+from genbench.tracking import Tracker
+from genbench.train import load_trained, read_outcome, select_device
+
+
+def library_versions() -> dict[str, str]:
+    out = {"genbench": __version__, "python": platform.python_version()}
+    for pkg in ("torch", "torchvision", "torch-fidelity", "numpy", "scipy"):
+        try:
+            out[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            out[pkg] = "missing"
+    return out
+
+
+def extractor_weights(extractor: str, dataset: str) -> Path:
+    return classifier_path(dataset) if extractor == "classifier" else INCEPTION_WEIGHTS
+
+
+def extractor_label(extractor: str, dataset: str) -> str:
+    """The name shown in reports: the classifier is dataset-specific."""
+    return f"classifier-{dataset}" if extractor == "classifier" else extractor
+
+
+def n_generated(params: Params, extractor: str) -> int:
+    return params.eval.extractors[extractor].n_gen
+
+
+# --------------------------------------------------------------------------------------------------
+# reference statistics
+# --------------------------------------------------------------------------------------------------
+def compute_refstats(params: Params, dataset: str, tracker: Tracker) -> dict[str, Any]:
+    """Features of the reference split for every extractor, cached under artifacts/refstats/."""
+    split = params.eval.reference_split
+    x_all, _ = load_split(prepared_dir(params.data.root, dataset), split)
+    manifest_sha = sha256_file(prepared_dir(params.data.root, dataset) / "manifest.json")
+    summary = {}
+    for extractor, opts in params.eval.extractors.items():
+        x = x_all if opts.n_ref is None else x_all[: opts.n_ref]
+        weights = extractor_weights(extractor, dataset)
+        t0 = time.perf_counter()
+        feats = fidlib.extract_features(x, extractor, weights, batch_size=params.eval.feature_batch_size,
+                                        device=select_device(params.harness))
+        meta = {"dataset": dataset, "split": split, "n_ref": len(x), "prepared_manifest_sha256": manifest_sha,
+                **fidlib.extractor_info(extractor, weights), "label": extractor_label(extractor, dataset)}
+        fidlib.save_reference(refstats_path(dataset, extractor), feats, meta)
+        summary[extractor] = {"n_ref": len(x), "seconds": time.perf_counter() - t0}
+        tracker.log_metrics({f"{extractor}.seconds": summary[extractor]["seconds"]})
+    return summary
+
+
+# --------------------------------------------------------------------------------------------------
+# sample
+# --------------------------------------------------------------------------------------------------
+def sample_job(params: Params, run: str, seed: int, tracker: Tracker) -> dict[str, Any]:
+    spec = params.run(run)
+    out_dir = samples_dir(run, seed)
+    outcome = read_outcome(run_dir(run, seed))
+    with atomic_dir(out_dir) as tmp:
+        if outcome["status"] != "completed":
+            record = {"status": outcome["status"], "outcome": outcome}
+            write_json(tmp / "sample.json", record)
+            return record
+        device = select_device(params.harness)
+        model, meta = load_trained(run_dir(run, seed), device)
+        n = max([n_generated(params, e) for e in params.eval.extractors] + [params.report.grid_n])
+        generator = torch.Generator(device=device).manual_seed(params.eval.seed + seed)
+        chunks, t0 = [], time.perf_counter()
+        bs = params.eval.sample_batch_size
+        with tqdm(total=n, desc=f"sample {job_name(run, seed)}", disable=not params.harness.progress) as bar:
+            for start in range(0, n, bs):
+                chunk = model.sample(min(bs, n - start), generator).cpu()
+                chunks.append(chunk)
+                bar.update(len(chunk))
+        seconds = time.perf_counter() - t0
+        samples = torch.cat(chunks)
+        np.savez(tmp / "samples.npz", x=samples.numpy())
+        save_grid(samples[: params.report.grid_n], tmp / "grid.png", title=f"{run} seed {seed}")
+        record = {"status": "completed", "n": n, "seconds": seconds, "images_per_s": n / max(seconds, 1e-9),
+                  "sampler": getattr(model.config, "sample_mode", "default"), "ema": meta["ema"],
+                  "selected_step": meta["step"], "sampling_seed": params.eval.seed + seed,
+                  "dataset": spec.dataset, "device": device.type}
+        write_json(tmp / "sample.json", record)
+    tracker.log_metrics({"sample_images_per_s": record["images_per_s"]})
+    tracker.log_artifact(out_dir / "grid.png")
+    return record
+
+
+# --------------------------------------------------------------------------------------------------
+# evaluate
+# --------------------------------------------------------------------------------------------------
+def likelihood_bpd(model, x: torch.Tensor, kind: str, params: Params, seed: int, device) -> dict[str, Any]:
+    """Mean bits/dim of a likelihood kind over x, with its standard error over examples."""
+    generator = torch.Generator(device=device).manual_seed(params.eval.seed + seed + 17)
+    num_dims = math.prod(x.shape[1:])
+    kwargs = {"iwae_k": params.eval.iwae_k} if kind == "iwae" else {}
+    bs = max(1, params.eval.sample_batch_size // (10 if kind == "iwae" else 1))
+    values = []
+    for start in tqdm(range(0, len(x), bs), desc=f"bits/dim ({kind})", disable=not params.harness.progress):
+        ll = model.log_likelihood(x[start:start + bs].to(device), kind, generator, **kwargs)
+        values.append(nats_to_bits_per_dim(-ll.double().cpu(), num_dims))
+    bpd = torch.cat(values)
+    out = {"bits_per_dim": float(bpd.mean()), "stderr": float(bpd.std(unbiased=True) / math.sqrt(len(bpd))),
+           "n": len(bpd), "kind": kind}
+    if kind == "iwae":
+        out["k"] = params.eval.iwae_k
+    return out
+
+
+def evaluate_job(params: Params, run: str, seed: int, tracker: Tracker) -> dict[str, Any]:
+    spec = params.run(run)
+    job = job_name(run, seed)
+    outcome = read_outcome(run_dir(run, seed))
+    base = {"job": job, "run": run, "seed": seed, "model": spec.model, "dataset": spec.dataset,
+            "profile": params.profile, "status": outcome["status"], "versions": library_versions()}
+    if outcome["status"] != "completed":
+        result = {**base, "diverged_at_step": outcome.get("diverged_at_step"), "message": outcome.get("message")}
+        write_json(metrics_path(run, seed), result)
+        return result
+    sample_record = read_json(samples_dir(run, seed) / "sample.json")
+    t0 = time.perf_counter()
+    device = select_device(params.harness)
+    samples = torch.from_numpy(np.load(samples_dir(run, seed) / "samples.npz")["x"])
+    info = dataset_info(spec.dataset)
+    scores: dict[str, Any] = {}
+    if info.kind == "image":
+        for extractor in params.eval.extractors:
+            ref_path = refstats_path(spec.dataset, extractor)
+            ref_feats, _, _, ref_meta = fidlib.load_reference(ref_path)
+            n = n_generated(params, extractor)
+            gen_feats = fidlib.extract_features(samples[:n], extractor, extractor_weights(extractor, spec.dataset),
+                                                batch_size=params.eval.feature_batch_size, device=device)
+            values = fidlib.metrics_from_features(gen_feats, ref_feats, kid_subsets=params.eval.kid_subsets,
+                                                  kid_subset_size=params.eval.kid_subset_size,
+                                                  prc_neighborhood=params.eval.prc_neighborhood,
+                                                  seed=params.eval.seed)
+            scores[extractor] = {**values, "protocol": {
+                "extractor": extractor_label(extractor, spec.dataset), "weights_sha256": ref_meta["weights_sha256"],
+                "n_gen": len(gen_feats), "n_ref": ref_meta["n_ref"], "reference_split": ref_meta["split"],
+                "reference_sha256": fidlib.reference_hash(ref_path), "sampler": sample_record["sampler"],
+                "ema": sample_record["ema"], "training_seed": seed, "sampling_seed": sample_record["sampling_seed"],
+            }}
+    model, meta = load_trained(run_dir(run, seed), device)
+    likelihood = {}
+    if model.likelihood_kinds:
+        x, _ = load_split(prepared_dir(params.data.root, spec.dataset), params.eval.reference_split)
+        if params.eval.likelihood_n is not None:
+            x = x[: params.eval.likelihood_n]
+        for kind in model.likelihood_kinds:
+            likelihood[kind] = likelihood_bpd(model, x, kind, params, seed, device)
+    result = {**base, "scores": scores, "likelihood": likelihood,
+              "train": {k: outcome[k] for k in ("steps", "selected_step", "train_time_s", "train_images_per_s",
+                                                "parameters", "device", "ema")},
+              "sample": {k: sample_record[k] for k in ("n", "images_per_s", "sampler", "sampling_seed")},
+              "eval_time_s": time.perf_counter() - t0,
+              "reference_split": params.eval.reference_split, "selection_split": "val"}
+    write_json(metrics_path(run, seed), result)
+    flat = {f"{e}.{k}": v for e, s in scores.items() for k, v in s.items() if isinstance(v, (int, float))}
+    flat.update({f"bpd.{k}": v["bits_per_dim"] for k, v in likelihood.items()})
+    tracker.log_metrics(flat)
+    tracker.set_tags({"protocol": {e: s["protocol"] for e, s in scores.items()}})
+    tracker.log_artifact(metrics_path(run, seed))
+    return result

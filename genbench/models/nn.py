@@ -1,0 +1,51 @@
+"""Layers and likelihood pieces shared by model families."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def to_signed_unit(x: torch.Tensor) -> torch.Tensor:
+    """uint8 {0..255} -> float in [-1, 1] (bin centres at (2k - 255) / 255)."""
+    return x.float() * (2.0 / 255.0) - 1.0
+
+
+def from_signed_unit(y: torch.Tensor) -> torch.Tensor:
+    """float in [-1, 1] -> uint8 {0..255}, rounding to the nearest bin."""
+    return ((y.clamp(-1.0, 1.0) + 1.0) * 127.5).round().to(torch.uint8)
+
+
+def discretized_logistic_log_prob(x: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
+    """log P(x) for uint8 data under a logistic discretized to 256 bins (Salimans et al. 2017, eq. 2).
+
+    `mean` and `log_scale` live in the [-1, 1] space of `to_signed_unit`; each bin has width 2/255,
+    the edge bins take the tails. Returns the elementwise log-probability (nats) of the DISCRETE
+    value, so summing over dimensions gives -NLL of the 8-bit image directly.
+    """
+    y = to_signed_unit(x)
+    centered = y - mean
+    inv_scale = torch.exp(-log_scale)
+    plus = inv_scale * (centered + 1.0 / 255.0)
+    minus = inv_scale * (centered - 1.0 / 255.0)
+    cdf_plus = torch.sigmoid(plus)
+    cdf_minus = torch.sigmoid(minus)
+    log_cdf_plus = plus - F.softplus(plus)  # log sigmoid(plus), for x = 0
+    log_one_minus_cdf_minus = -F.softplus(minus)  # log (1 - sigmoid(minus)), for x = 255
+    cdf_delta = cdf_plus - cdf_minus
+    mid = inv_scale * centered
+    # where the bin mass underflows, use the density at the centre times the bin width
+    log_pdf_mid = mid - log_scale - 2.0 * F.softplus(mid)
+    log_mid = torch.where(cdf_delta > 1e-5, torch.log(cdf_delta.clamp_min(1e-12)), log_pdf_mid + math.log(2.0 / 255.0))
+    return torch.where(x == 0, log_cdf_plus, torch.where(x == 255, log_one_minus_cdf_minus, log_mid))
+
+
+def gaussian_log_prob(z: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
+    """Elementwise log N(z; mean, exp(log_var))."""
+    return -0.5 * (math.log(2 * math.pi) + log_var + (z - mean) ** 2 * torch.exp(-log_var))
+
+
+def gaussian_kl_to_standard(mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
+    """Elementwise KL(N(mean, exp(log_var)) || N(0, 1)) in closed form (Kingma & Welling 2014, App. B)."""
+    return 0.5 * (torch.exp(log_var) + mean**2 - 1.0 - log_var)

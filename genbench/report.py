@@ -1,0 +1,216 @@
+"""Leaderboard tables and figures, built only from the tracked metrics files and run statistics.
+
+reports/leaderboard.md   one table per dataset, every FID column named by its extractor
+reports/leaderboard.csv  one row per run (mean and std over seeds), for tools
+reports/index.html       the same tables with sample grids and training curves
+reports/curves/<job>.csv training curves, the source of `dvc plots show`
+"""
+from __future__ import annotations
+
+import html
+import json
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from genbench.io import atomic_path, read_json
+from genbench.layout import job_name, metrics_path, run_dir, samples_dir
+from genbench.references import reference_for
+
+
+def save_grid(images, path: Path, title: str | None = None, nrow: int | None = None) -> None:
+    """A square grid of uint8 images (N x C x H x W) or a scatter of 2-D points (N x 2) as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    arr = np.asarray(images)
+    if arr.ndim == 2:
+        fig, ax = plt.subplots(figsize=(4, 4))
+        ax.scatter(arr[:, 0], arr[:, 1], s=2)
+        ax.set_aspect("equal")
+    else:
+        n, c, h, w = arr.shape
+        nrow = nrow or int(math.ceil(math.sqrt(n)))
+        ncol = int(math.ceil(n / nrow))
+        canvas = np.full((ncol * (h + 2) + 2, nrow * (w + 2) + 2, c), 255, dtype=np.uint8)
+        for i in range(n):
+            r, col = divmod(i, nrow)
+            canvas[2 + r * (h + 2): 2 + r * (h + 2) + h, 2 + col * (w + 2): 2 + col * (w + 2) + w] = \
+                arr[i].transpose(1, 2, 0)
+        fig, ax = plt.subplots(figsize=(4, 4 * canvas.shape[0] / canvas.shape[1]))
+        ax.imshow(canvas.squeeze(-1) if c == 1 else canvas, cmap="gray" if c == 1 else None,
+                  vmin=0, vmax=255, interpolation="nearest")
+        ax.axis("off")
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def _fmt(mean: float | None, std: float | None, digits: int) -> str:
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "—"
+    if std is None or math.isnan(std):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def collect(params) -> list[dict[str, Any]]:
+    """One flat row per (run, seed) from metrics/<job>.json."""
+    rows = []
+    for run, seed in params.jobs():
+        m = read_json(metrics_path(run, seed))
+        row: dict[str, Any] = {"run": run, "seed": seed, "model": m["model"], "dataset": m["dataset"],
+                               "status": m["status"]}
+        if m["status"] != "completed":
+            row["diverged_at_step"] = m.get("diverged_at_step")
+            rows.append(row)
+            continue
+        for extractor, s in m["scores"].items():
+            label = s["protocol"]["extractor"]
+            for key in ("fid", "kid_mean", "precision", "recall"):
+                row[f"{key}[{label}]"] = s[key]
+            row[f"n_gen[{label}]"] = s["protocol"]["n_gen"]
+        for kind, lk in m["likelihood"].items():
+            row[f"bpd[{kind}]"] = lk["bits_per_dim"]
+        row.update({"parameters": m["train"]["parameters"], "train_time_s": m["train"]["train_time_s"],
+                    "train_images_per_s": m["train"]["train_images_per_s"],
+                    "sample_images_per_s": m["sample"]["images_per_s"]})
+        rows.append(row)
+    return rows
+
+
+def aggregate(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Mean and sample std over seeds per run; a run with a diverged seed says so."""
+    df = pd.DataFrame(rows)
+    out = []
+    for run, group in df.groupby("run", sort=False):
+        rec: dict[str, Any] = {"run": run, "model": group["model"].iloc[0], "dataset": group["dataset"].iloc[0],
+                               "seeds": len(group)}
+        done = group[group["status"] == "completed"]
+        diverged = group[group["status"] != "completed"]
+        rec["status"] = "completed" if diverged.empty else "; ".join(
+            f"seed {r.seed}: diverged at step {int(r.diverged_at_step)}" for r in diverged.itertuples())
+        for col in df.columns:
+            if col in ("run", "seed", "model", "dataset", "status", "diverged_at_step"):
+                continue
+            vals = pd.to_numeric(done[col], errors="coerce").dropna() if col in done else pd.Series(dtype=float)
+            rec[col] = float(vals.mean()) if len(vals) else float("nan")
+            rec[f"{col}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else float("nan")
+        ref = reference_for(rec["model"], rec["dataset"])
+        rec["reference"] = ref["text"] if ref else ""
+        out.append(rec)
+    return pd.DataFrame(out)
+
+
+def _markdown_table(df: pd.DataFrame) -> str:
+    metric_cols = [c for c in df.columns if c.startswith(("fid[", "kid_mean[", "precision[", "recall[", "bpd["))]
+    header = ["run", "model", "seeds"] + [c.replace("kid_mean", "KID").replace("fid", "FID") for c in metric_cols] + \
+             ["params", "train time (s)", "train img/s", "sample img/s", "status", "published reference"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in df.to_dict("records"):
+        cells = [r["run"], r["model"], str(r["seeds"])]
+        for c in metric_cols:
+            digits = 4 if c.startswith(("kid", "bpd")) else 3 if c.startswith(("precision", "recall")) else 2
+            cells.append(_fmt(r.get(c), r.get(f"{c}_std"), digits))
+        cells += [_fmt(r.get("parameters"), None, 0), _fmt(r.get("train_time_s"), None, 0),
+                  _fmt(r.get("train_images_per_s"), None, 0), _fmt(r.get("sample_images_per_s"), None, 0),
+                  r["status"], r["reference"] or "—"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_curves(params, out_dir: Path) -> dict[str, Path]:
+    """stats.jsonl of each job -> reports/curves/<job>.csv (step, loss, ...)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for run, seed in params.jobs():
+        stats = run_dir(run, seed) / "stats.jsonl"
+        if not stats.exists():
+            continue
+        rows = [json.loads(line) for line in stats.read_text().splitlines() if line.strip()]
+        train_rows = [r for r in rows if "loss" in r]
+        df = pd.DataFrame(train_rows)
+        path = out_dir / f"{job_name(run, seed)}.csv"
+        with atomic_path(path) as tmp:
+            df.to_csv(tmp, index=False)
+        paths[job_name(run, seed)] = path
+    return paths
+
+
+def plot_curves(curves: dict[str, Path], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for job, csv in curves.items():
+        df = pd.read_csv(csv)
+        if "loss" in df:
+            ax.plot(df["step"], df["loss"], label=job)
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def build(params, out_dir: Path | None = None) -> pd.DataFrame:
+    out_dir = Path(out_dir or params.report.dir)
+    rows = collect(params)
+    table = aggregate(rows)
+    figures = out_dir / "figures"
+    figures.mkdir(parents=True, exist_ok=True)
+    curves = write_curves(params, out_dir / "curves")
+    plot_curves(curves, figures / "curves.png")
+
+    md = ["# genbench leaderboard", "",
+          f"Profile `{params.profile}`; seeds {params.seeds}; FID/KID/precision/recall against the "
+          f"`{params.eval.reference_split}` split; checkpoints selected on the validation split. "
+          "Each FID column names its feature extractor: numbers from different extractors are never comparable. "
+          "bits/dim use one convention (8-bit data, 256 bins; see genbench/metrics/likelihood.py). "
+          "Generated by `genbench report` from metrics/*.json: do not edit by hand.", ""]
+    html_parts = ["<html><head><meta charset='utf-8'><title>genbench leaderboard</title>"
+                  "<style>body{font-family:sans-serif;max-width:1200px;margin:auto}"
+                  "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px}"
+                  "</style></head><body><h1>genbench leaderboard</h1>",
+                  f"<p>{html.escape(md[2])}</p>"]
+    for dataset, group in table.groupby("dataset", sort=False):
+        group = group.dropna(axis=1, how="all")
+        md += [f"## {dataset}", "", _markdown_table(group), ""]
+        html_parts += [f"<h2>{html.escape(dataset)}</h2>", _markdown_to_html(_markdown_table(group))]
+    html_parts.append("<h2>Samples</h2>")
+    for run, seed in params.jobs():
+        grid = samples_dir(run, seed) / "grid.png"
+        if grid.exists():
+            dest = figures / f"{job_name(run, seed)}.png"
+            shutil.copyfile(grid, dest)
+            html_parts.append(f"<figure style='display:inline-block'><img src='figures/{dest.name}' width='300'>"
+                              f"<figcaption>{html.escape(job_name(run, seed))}</figcaption></figure>")
+    html_parts += ["<h2>Training curves</h2>", "<img src='figures/curves.png'>", "</body></html>"]
+    with atomic_path(out_dir / "leaderboard.md") as tmp:
+        tmp.write_text("\n".join(md) + "\n")
+    with atomic_path(out_dir / "leaderboard.csv") as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6g")
+    with atomic_path(out_dir / "index.html") as tmp:
+        tmp.write_text("\n".join(html_parts))
+    return table
+
+
+def _markdown_to_html(table_md: str) -> str:
+    lines = [line.strip().strip("|").split("|") for line in table_md.splitlines()]
+    head, body = lines[0], lines[2:]
+    cells = lambda row, tag: "".join(f"<{tag}>{html.escape(c.strip())}</{tag}>" for c in row)  # noqa: E731
+    return "<table><tr>" + cells(head, "th") + "</tr>" + "".join(f"<tr>{cells(r, 'td')}</tr>" for r in body) + \
+        "</table>"

@@ -1,0 +1,292 @@
+"""The one trainer every model family goes through.
+
+train(job, run_dir): seeded and deterministic on CPU; device chosen automatically (AMP on GPU);
+a checkpoint (`checkpoint.pt`) holds the resolved config, model, optimisers, scaler, EMA, RNG states
+and step, and a killed run resumes from it to end exactly where an uninterrupted run ends (the batch
+order is a pure function of (seed, epoch), so nothing but the RNG states needs restoring). Training
+rows are buffered and appended to `stats.jsonl` (and MLflow) at each checkpoint, so the file always
+matches the checkpoint. A NaN/inf loss stops the run with outcome "diverged at step N".
+
+Files in run_dir: config.json, checkpoint.pt (last, for resume), model.pt (the checkpoint selected
+on the validation split: weights + config), stats.jsonl, outcome.json (written last).
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from genbench import GenbenchError
+from genbench.config import HarnessConfig, Params, RunConfig
+from genbench.data import info as dataset_info
+from genbench.data import load_split
+from genbench.io import atomic_path, read_json, write_json
+from genbench.layout import job_name, prepared_dir
+from genbench.models import GenerativeModel, Optimization, build_model
+from genbench.tracking import Tracker
+
+CHECKPOINT_FORMAT = 1
+
+
+@dataclass
+class Job:
+    """Everything one training job depends on, resolved from params.yaml."""
+
+    run: str
+    seed: int
+    spec: RunConfig
+    harness: HarnessConfig
+    data_dir: str
+
+    @classmethod
+    def from_params(cls, params: Params, run: str, seed: int) -> "Job":
+        spec = params.run(run)
+        return cls(run, seed, spec, params.harness, str(prepared_dir(params.data.root, spec.dataset)))
+
+    @property
+    def name(self) -> str:
+        return job_name(self.run, self.seed)
+
+    def config_dict(self) -> dict[str, Any]:
+        """What determines the trained weights (the harness's progress/device flags do not)."""
+        return {"run": self.run, "seed": self.seed, "spec": asdict(self.spec), "data_dir": self.data_dir}
+
+
+def select_device(harness: HarnessConfig) -> torch.device:
+    if harness.device == "cuda" and not torch.cuda.is_available():
+        raise GenbenchError("harness.device is 'cuda' but no CUDA device is visible; use 'auto' or 'cpu'")
+    if harness.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(harness.device)
+
+
+def seed_everything(seed: int, harness: HarnessConfig) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if harness.num_threads:
+        torch.set_num_threads(harness.num_threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def batch_indices(n: int, batch_size: int, step: int, seed: int) -> torch.Tensor:
+    """The batch of a step: epoch e is a permutation drawn from (seed, e) alone; the last partial
+    batch of an epoch is dropped. Stateless, so resuming needs no data-loader state."""
+    per_epoch = n // batch_size
+    if per_epoch == 0:
+        raise GenbenchError(f"batch_size {batch_size} exceeds the {n} training examples")
+    epoch, pos = divmod(step, per_epoch)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+    return perm[pos * batch_size:(pos + 1) * batch_size]
+
+
+class EMA:
+    """Exponential moving average of the weights (Polyak averaging), kept on the model's device."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.decay = decay
+        self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        for key, value in model.state_dict().items():
+            if value.dtype.is_floating_point:
+                self.shadow[key].mul_(self.decay).add_(value, alpha=1.0 - self.decay)
+            else:
+                self.shadow[key].copy_(value)
+
+
+def rng_state(generator: torch.Generator) -> dict[str, Any]:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "model": generator.get_state()}
+
+
+def set_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    generator.set_state(state["model"])
+
+
+def load_trained(run_dir: Path, device: torch.device | str = "cpu") -> tuple[GenerativeModel, dict]:
+    """Rebuild the selected model from run_dir/model.pt alone (it holds its config)."""
+    path = Path(run_dir) / "model.pt"
+    if not path.exists():
+        raise GenbenchError(f"{path} not found: run `genbench train` for this job first")
+    try:
+        blob = torch.load(path, map_location=device, weights_only=False)
+        model = build_model(blob["model_name"], blob["model_config"], tuple(blob["data_shape"]))
+        model.load_state_dict(blob["state_dict"])
+    except (RuntimeError, KeyError, EOFError, ValueError) as exc:
+        raise GenbenchError(f"{path} is corrupt or from another version ({exc}); re-run `genbench train`") from None
+    return model.to(device).eval(), blob["meta"]
+
+
+def read_outcome(run_dir: Path) -> dict:
+    path = Path(run_dir) / "outcome.json"
+    if not path.exists():
+        raise GenbenchError(f"{path} not found: the training job did not finish; run `genbench train` for it")
+    return read_json(path)
+
+
+def train(job: Job, run_dir: Path, *, tracker: Tracker | None = None, stop_after: int | None = None) -> dict:
+    """Train (or resume) one job; returns the outcome written to run_dir/outcome.json.
+
+    stop_after: stop after this many steps in this call without writing an outcome (tests use it to
+    simulate a kill)."""
+    tracker = tracker or Tracker()
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "outcome.json").unlink(missing_ok=True)
+    cfg = job.spec.train
+    seed_everything(job.seed, job.harness)
+    device = select_device(job.harness)
+    info = dataset_info(job.spec.dataset)
+    train_x, _ = load_split(Path(job.data_dir), "train")
+    val_x, _ = load_split(Path(job.data_dir), "val")
+    val_x = val_x[: cfg.val_n]
+
+    model = build_model(job.spec.model, job.spec.model_config, tuple(info.shape)).to(device)
+    optimizers = model.configure_optimizers(cfg.lr, cfg.weight_decay)
+    use_amp = job.harness.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda") if use_amp else None
+    opt = Optimization(optimizers, scaler, cfg.grad_clip)
+    ema = EMA(model, cfg.ema_decay) if cfg.ema_decay else None
+    generator = torch.Generator(device=device).manual_seed(job.seed)
+    state = {"step": 0, "train_time_s": 0.0, "best_val": math.inf, "best_step": -1}
+
+    config = job.config_dict()
+    ckpt_path = run_dir / "checkpoint.pt"
+    if ckpt_path.exists():
+        try:
+            ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+        except (RuntimeError, EOFError, ValueError) as exc:
+            raise GenbenchError(f"{ckpt_path} is corrupt ({exc}); delete it to train from scratch") from None
+        if ckpt.get("config") == config and ckpt.get("format") == CHECKPOINT_FORMAT:
+            model.load_state_dict(ckpt["model"])
+            for name, o in optimizers.items():
+                o.load_state_dict(ckpt["optimizers"][name])
+            if scaler is not None and ckpt["scaler"] is not None:
+                scaler.load_state_dict(ckpt["scaler"])
+            if ema is not None:
+                ema.shadow = ckpt["ema"]
+            set_rng_state(ckpt["rng"], generator)
+            state = ckpt["state"]
+            print(f"[{job.name}] resuming from step {state['step']}")
+        else:
+            print(f"[{job.name}] checkpoint in {run_dir} is from another config: training from scratch")
+            ckpt_path.unlink()
+            (run_dir / "stats.jsonl").unlink(missing_ok=True)
+            (run_dir / "model.pt").unlink(missing_ok=True)
+    else:
+        (run_dir / "stats.jsonl").unlink(missing_ok=True)
+        (run_dir / "model.pt").unlink(missing_ok=True)
+    write_json(run_dir / "config.json", config)
+
+    def eval_model() -> GenerativeModel:
+        if ema is None:
+            return model
+        shadow = copy.deepcopy(model)
+        shadow.load_state_dict(ema.shadow)
+        return shadow
+
+    def validate(step: int) -> float:
+        m = eval_model().eval()
+        vgen = torch.Generator(device=device).manual_seed(job.seed + 7919)
+        losses = [m.validation_loss(val_x[i:i + 500].to(device), vgen) for i in range(0, len(val_x), 500)]
+        model.train()
+        val = float(torch.cat(losses).mean())
+        if val < state["best_val"]:
+            state["best_val"], state["best_step"] = val, step
+            save_selected(m, step, val)
+        return val
+
+    def save_selected(m: GenerativeModel, step: int, val: float) -> None:
+        blob = {"model_name": job.spec.model, "model_config": job.spec.model_config, "data_shape": list(info.shape),
+                "state_dict": m.state_dict(), "meta": {"step": step, "val_loss": val, "ema": ema is not None,
+                                                        "config": config}}
+        with atomic_path(run_dir / "model.pt") as tmp:
+            torch.save(blob, tmp)
+
+    pending: list[dict] = []
+
+    def checkpoint() -> None:
+        blob = {"format": CHECKPOINT_FORMAT, "config": config, "model": model.state_dict(),
+                "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
+                "scaler": scaler.state_dict() if scaler is not None else None,
+                "ema": ema.shadow if ema is not None else None, "rng": rng_state(generator), "state": state}
+        with atomic_path(ckpt_path) as tmp:
+            torch.save(blob, tmp)
+        with open(run_dir / "stats.jsonl", "a") as fh:
+            for row in pending:
+                fh.write(json.dumps(row) + "\n")
+        tracker.log_rows(pending)
+        pending.clear()
+
+    def finish(outcome: dict) -> dict:
+        checkpoint()
+        write_json(run_dir / "outcome.json", outcome)
+        tracker.log_artifact(run_dir / "stats.jsonl")
+        tracker.log_artifact(run_dir / "outcome.json")
+        return outcome
+
+    model.train()
+    start_step = state["step"]
+    bar = tqdm(total=cfg.steps, initial=start_step, desc=f"train {job.name}", disable=not job.harness.progress,
+               dynamic_ncols=True)
+    window_t, window_n = time.perf_counter(), 0
+    for step in range(start_step, cfg.steps):
+        if stop_after is not None and step - start_step >= stop_after:
+            checkpoint()
+            bar.close()
+            return {"status": "interrupted", "step": step}
+        t0 = time.perf_counter()
+        x = train_x[batch_indices(len(train_x), cfg.batch_size, step, job.seed)].to(device, non_blocking=True)
+        with torch.autocast(device.type, enabled=use_amp):
+            losses = model.training_step(x, step, opt, generator)
+        values = {k: float(v) for k, v in losses.items()}
+        if not all(math.isfinite(v) for v in values.values()):
+            bar.close()
+            bad = ", ".join(f"{k} = {v}" for k, v in values.items() if not math.isfinite(v))
+            state["step"] = step
+            return finish({"status": "diverged", "diverged_at_step": step,
+                           "message": f"diverged at step {step} ({bad}); lower the learning rate or clip gradients "
+                                      f"(runs.{job.run}.train.lr / grad_clip)"})
+        if ema is not None:
+            ema.update(model)
+        state["step"] = step + 1
+        state["train_time_s"] += time.perf_counter() - t0
+        window_n += len(x)
+        if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
+            now = time.perf_counter()
+            row = {"step": step + 1, **values, "images_per_s": window_n / max(now - window_t, 1e-9)}
+            window_t, window_n = now, 0
+            pending.append(row)
+            bar.set_postfix(loss=f"{values['loss']:.4g}")
+        if cfg.val_every and (step + 1) % cfg.val_every == 0 and step + 1 < cfg.steps:
+            pending.append({"step": step + 1, "val_loss": validate(step + 1)})
+        if (step + 1) % cfg.checkpoint_every == 0:
+            checkpoint()
+        bar.update(1)
+    bar.close()
+    if state["best_step"] != cfg.steps:
+        pending.append({"step": cfg.steps, "val_loss": validate(cfg.steps)})
+    n_params = sum(p.numel() for p in model.parameters())
+    return finish({
+        "status": "completed", "steps": cfg.steps, "selected_step": state["best_step"],
+        "selected_val_loss": state["best_val"], "train_time_s": state["train_time_s"],
+        "train_images_per_s": cfg.steps * cfg.batch_size / max(state["train_time_s"], 1e-9),
+        "parameters": n_params, "device": device.type, "ema": ema is not None,
+    })

