@@ -24,7 +24,7 @@ FILES = (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)
 def idx_source(dataset: str, sha256: dict[str, str], base_url: str) -> Source:
     """The four IDX files, each pinned by the sha256 of its uncompressed bytes, stored plain or .gz."""
     return Source(dataset, layouts=(tuple(RawFile(n, sha256=sha256[n], gz=True) for n in FILES),),
-                  base_url=base_url)
+                  base_url=base_url, offline_package=True)
 
 
 def read_idx(path: Path) -> np.ndarray:

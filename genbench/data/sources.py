@@ -65,6 +65,7 @@ class Source:
     dataset: str
     layouts: tuple[tuple[RawFile, ...], ...]
     base_url: str | None = None  # canonical address of layouts[0]; None: no download exists
+    offline_package: bool = False  # scripts/fetch_data_packages.sh installs it
 
     def with_pins(self, sha256: dict[str, str]) -> "Source":
         """A copy whose files named in ``sha256`` carry those sha256 pins (for tests and mirrors)."""
@@ -176,11 +177,13 @@ def resolve(source: Source, *, local_dir: Path | None = None, allow_download: bo
             return _verified(source, "download", cache, cached)
         except _DownloadFailed as exc:
             looked.append(f"download: {exc}")
-    raise GenbenchError(
-        f"{source.dataset}: raw files {_expected(source)} not found. Looked in: " + "; ".join(looked)
-        + f". To fix: run scripts/fetch_data_packages.sh (MNIST, Fashion-MNIST), or put the files in "
-        f"a directory and pass it as the local data directory or as $GENBENCH_DATA_DIR/{source.dataset}, "
-        f"or allow downloads (set GENBENCH_MIRROR_URL to use a mirror)")
+    fixes = ["run scripts/fetch_data_packages.sh"] if source.offline_package else []
+    fixes.append(f"put the files in a directory and pass it as the local data directory "
+                 f"(or as $GENBENCH_DATA_DIR/{source.dataset})")
+    if base is not None:
+        fixes.append("check the network or GENBENCH_MIRROR_URL" if allow_download else "allow downloads")
+    raise GenbenchError(f"{source.dataset}: raw files {_expected(source)} not found. Looked in: "
+                        + "; ".join(looked) + ". To fix: " + ", or ".join(fixes))
 
 
 class _DownloadFailed(Exception):

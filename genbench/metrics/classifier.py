@@ -117,7 +117,9 @@ def train_classifier(
     _check_images(train_x, train_y, "training")
     _check_images(val_x, val_y, "validation")
     if train_x.shape[1:] != val_x.shape[1:]:
-        raise GenbenchError(f"Training images {tuple(train_x.shape[1:])} and validation {tuple(val_x.shape[1:])} differ.")
+        raise GenbenchError(
+            f"Training images {tuple(train_x.shape[1:])} and validation images {tuple(val_x.shape[1:])} differ."
+        )
     _, c, h, w = train_x.shape
     config = ClassifierConfig(in_channels=c, height=h, width=w, num_classes=int(max(train_y.max(), val_y.max())) + 1)
     with torch.random.fork_rng(devices=[]):

