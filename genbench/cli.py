@@ -202,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = add("bench", cmd_bench, "throughput of every registered model and the harness overhead")
     bench.add_argument("--steps", type=int, default=30, help="timed steps per measurement")
     bench.add_argument("--models", nargs="*", default=None, help="models to measure (default: all registered)")
+    bench.add_argument("--out", default=None, help="also write the figures as JSON to this file")
     return parser
 
 

@@ -161,12 +161,12 @@ def load_split(prepared_dir: Path, split: str):
     manifest_path = prepared_dir / "manifest.json"
     if not manifest_path.is_file():
         raise GenbenchError(f"prepared data not found at {prepared_dir} (no manifest.json); run "
-                            f"`genbench prepare --dataset NAME`")
+                            f"`genbench prepare --dataset {prepared_dir.name}`")
     manifest = read_json(manifest_path)
     if manifest.get("format_version") != FORMAT_VERSION:
         raise GenbenchError(f"{manifest_path} has format version {manifest.get('format_version')}, "
                             f"this genbench reads {FORMAT_VERSION}; re-run `genbench prepare --dataset "
-                            f"{manifest.get('dataset', 'NAME')}`")
+                            f"{manifest.get('dataset', prepared_dir.name)}`")
     path = prepared_dir / manifest["files"][split]["path"]
     rerun = f"re-run `genbench prepare --dataset {manifest['dataset']}`"
     if not path.is_file():

@@ -1,0 +1,62 @@
+"""The command line: dry runs, clear errors without tracebacks, and the benchmark."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from genbench.cli import main
+
+
+def test_dry_run_prints_the_resolved_config_and_writes_nothing(workdir, capsys):
+    before = sorted(p.name for p in workdir.iterdir())
+    assert main(["train", "--run", "vae_mnist", "--seed", "0", "--dry-run"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["spec"]["train"]["steps"] == 12 and out["job"] == "vae_mnist-s0"
+    assert sorted(p.name for p in workdir.iterdir()) == before
+
+
+def test_unknown_run_is_one_clear_line(workdir, capsys):
+    assert main(["train", "--run", "nope", "--seed", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "run 'nope' is not in params.yaml" in err and "vae_mnist" in err
+
+
+def test_missing_prepared_data_names_the_stage_to_run(workdir, capsys):
+    import shutil
+
+    shutil.rmtree(workdir / "data")
+    assert main(["train", "--run", "vae_mnist", "--seed", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "genbench prepare --dataset mnist" in err
+    assert not (workdir / "runs" / "vae_mnist-s0" / "outcome.json").exists()
+
+
+def test_sample_before_train_is_refused(workdir, capsys):
+    assert main(["sample", "--run", "vae_mnist", "--seed", "0"]) == 2
+    assert "genbench train" in capsys.readouterr().err
+    assert not (workdir / "samples").exists()
+
+
+def test_divergence_with_fail_policy_exits_3(workdir, monkeypatch):
+    import yaml
+
+    raw = yaml.safe_load((workdir / "params.yaml").read_text())
+    raw["harness"]["on_divergence"] = "fail"
+    raw["runs"]["vae_mnist"]["train"]["lr"] = 1.0e30  # a learning rate that blows the weights up
+    (workdir / "params.yaml").write_text(yaml.safe_dump(raw))
+    assert main(["train", "--run", "vae_mnist", "--seed", "0"]) == 3
+    outcome = json.loads((workdir / "runs" / "vae_mnist-s0" / "outcome.json").read_text())
+    assert outcome["status"] == "diverged" and outcome["diverged_at_step"] >= 0
+
+
+def test_bench_prints_throughput_and_overhead(workdir):
+    env = {**os.environ, "GENBENCH_TRACKING": "off"}
+    proc = subprocess.run([sys.executable, "-m", "genbench.cli", "bench", "--steps", "5", "--out", "bench.json"],
+                          cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "overhead" in proc.stdout
+    (row,) = json.loads((workdir / "bench.json").read_text())
+    assert row["model"] == "vae" and row["train_images_per_s_bare"] > 0 and row["sample_images_per_s"] > 0
+    assert set(row["eval_seconds_per_example"]) == {"elbo", "iwae"}
