@@ -1,6 +1,9 @@
-# The genbench DAG for Snakemake: the same stages and commands as dvc.yaml, from the same params.yaml.
-# Local:   snakemake -c2 --profile pipelines/profiles/local
-# Cluster: snakemake --profile pipelines/profiles/slurm   (one job per (run, seed), resources per rule)
+# The genbench DAG for Snakemake: the same stages and `genbench` commands as dvc.yaml, from the same
+# params.yaml (its `profile` selects the profile, e.g. `--config profile=ci`).
+#   Local:   snakemake -c2 --profile pipelines/profiles/local
+#   Cluster: snakemake --profile pipelines/profiles/slurm   (one job per rule instance, i.e. per
+#            (run, seed) for train/sample/evaluate; each rule declares mem_mb, runtime and gpu)
+# Rules: pipelines/rules/<stage>.smk; input and params functions: pipelines/rules/common.smk.
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -17,7 +20,19 @@ include: "pipelines/rules/evaluate.smk"
 include: "pipelines/rules/report.smk"
 
 
+localrules:
+    all,
+
+
+onstart:
+    init_tracking_store()
+
+
+# Everything `dvc repro` builds: the leaderboard, every prepared dataset and the reference features
+# of every evaluated dataset, whether or not a run uses them.
 rule all:
     input:
-        "reports/leaderboard.md",
+        f"{REPORT_DIR}/leaderboard.md",
+        expand(f"{DATA_ROOT}/{{dataset}}", dataset=DATASETS),
+        expand("artifacts/refstats/{dataset}", dataset=EVAL_DATASETS),
     default_target: True

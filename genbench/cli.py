@@ -18,7 +18,13 @@ from genbench import GenbenchError
 def _params(args, check_data: bool = False):
     from genbench.config import load
 
-    return load(args.params, check_data=check_data)
+    params = load(args.params, check_data=check_data)
+    if params.harness.num_threads:
+        # CPU results depend in their last bits on the thread count: every torch stage pins it
+        import torch
+
+        torch.set_num_threads(params.harness.num_threads)
+    return params
 
 
 def _dry(args, obj) -> bool:
@@ -93,7 +99,9 @@ def cmd_classifier(args) -> int:
         model, metrics = classifier.train_classifier(train_x, train_y, val_x, val_y, steps=cfg.steps,
                                                      batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
                                                      progress=params.harness.progress)
-        classifier.save_classifier(classifier_path(args.dataset), model, {"dataset": args.dataset, **metrics})
+        # the weights file holds only what determines it: no wall time, so identical runs give identical bytes
+        stable = {k: v for k, v in metrics.items() if k != "wall_time_s"}
+        classifier.save_classifier(classifier_path(args.dataset), model, {"dataset": args.dataset, **stable})
         write_json(classifier_metrics_path(args.dataset), metrics)
         tracker.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
     print(f"classifier-{args.dataset}: " + ", ".join(f"{k} {v}" for k, v in metrics.items()))

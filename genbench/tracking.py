@@ -69,6 +69,23 @@ class Tracker:
             self.client.log_artifact(self.run_id, str(path), artifact_path)
 
 
+def _client(uri: str, attempts: int = 5):
+    """A client whose store is initialised; two jobs creating a fresh SQLite store at once race on
+    its tables ("table ... already exists"), so the loser retries once the winner is done."""
+    from mlflow.tracking import MlflowClient
+
+    for attempt in range(attempts):
+        try:
+            client = MlflowClient(tracking_uri=uri)
+            client.search_experiments(max_results=1)
+            return client
+        except Exception:  # noqa: BLE001 - any store error during initialisation
+            if attempt == attempts - 1:
+                raise
+            time.sleep(1.0 + attempt)
+    raise AssertionError("unreachable")
+
+
 @contextlib.contextmanager
 def stage_run(stage: str, job: str, *, params: dict | None = None, tags: dict | None = None,
               root: Path | str = ".") -> Iterator[Tracker]:
@@ -77,10 +94,9 @@ def stage_run(stage: str, job: str, *, params: dict | None = None, tags: dict | 
         yield Tracker()
         return
     import mlflow
-    from mlflow.tracking import MlflowClient
 
     uri = tracking_uri(root)
-    client = MlflowClient(tracking_uri=uri)
+    client = _client(uri)
     experiment = client.get_experiment_by_name(EXPERIMENT)
     if experiment is None:
         location = None

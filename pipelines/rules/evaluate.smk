@@ -1,10 +1,19 @@
+# Samples from each trained job, then its FID/KID/precision/recall and bits/dim.
+
+
 rule sample:
     input:
-        "runs/{run}-s{seed}",
+        "runs/{run}-s{seed}/outcome.json",
+        code("sample"),
     output:
         directory("samples/{run}-s{seed}"),
+    params:
+        config=sample_params,
     log:
         "logs/sample/{run}-s{seed}.log",
+    conda:
+        "../envs/genbench.yaml"
+    threads: TORCH_THREADS
     resources:
         mem_mb=8000,
         runtime=60,
@@ -15,14 +24,20 @@ rule sample:
 
 rule evaluate:
     input:
-        "runs/{run}-s{seed}",
+        "runs/{run}-s{seed}/outcome.json",
         "samples/{run}-s{seed}",
         run_dataset,
-        eval_inputs,
+        eval_features,
+        code("evaluate"),
     output:
         "metrics/{run}-s{seed}.json",
+    params:
+        config=evaluate_params,
     log:
         "logs/evaluate/{run}-s{seed}.log",
+    conda:
+        "../envs/genbench.yaml"
+    threads: TORCH_THREADS
     resources:
         mem_mb=8000,
         runtime=120,

@@ -1,11 +1,15 @@
-# Feature extractors for FID/KID/PR and the reference features they give on the reference split.
+# Feature extractors for FID/KID/precision/recall, and their features of each reference split.
 
 
 rule weights:
+    input:
+        code("weights"),
     output:
         "artifacts/weights/inception-v3-tf2015.pt",
     log:
         "logs/weights.log",
+    conda:
+        "../envs/genbench.yaml"
     resources:
         mem_mb=4000,
         runtime=10,
@@ -17,11 +21,17 @@ rule weights:
 rule classifier:
     input:
         f"{DATA_ROOT}/{{dataset}}",
+        code("classifier"),
     output:
         "artifacts/classifiers/{dataset}.pt",
         "artifacts/classifiers/{dataset}.json",
+    params:
+        config=classifier_params,
     log:
         "logs/classifier/{dataset}.log",
+    conda:
+        "../envs/genbench.yaml"
+    threads: TORCH_THREADS
     resources:
         mem_mb=4000,
         runtime=60,
@@ -33,12 +43,17 @@ rule classifier:
 rule refstats:
     input:
         f"{DATA_ROOT}/{{dataset}}",
-        "artifacts/classifiers/{dataset}.pt",
-        "artifacts/weights/inception-v3-tf2015.pt",
+        extractor_weights,
+        code("refstats"),
     output:
         directory("artifacts/refstats/{dataset}"),
+    params:
+        config=refstats_params,
     log:
         "logs/refstats/{dataset}.log",
+    conda:
+        "../envs/genbench.yaml"
+    threads: TORCH_THREADS
     resources:
         mem_mb=8000,
         runtime=120,

@@ -1,8 +1,17 @@
+# Raw files (local folder, offline package or download; sha256-checked) -> checked splits.
+
+
 rule prepare:
+    input:
+        code("prepare"),
     output:
         directory(f"{DATA_ROOT}/{{dataset}}"),
+    params:
+        config=prepare_params,
     log:
         "logs/prepare/{dataset}.log",
+    conda:
+        "../envs/genbench.yaml"
     resources:
         mem_mb=4000,
         runtime=20,

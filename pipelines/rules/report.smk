@@ -1,15 +1,24 @@
+# The leaderboard, from every job's metrics file, training curves (runs/*/stats.jsonl) and sample grid.
+
+
 rule report:
     input:
         expand("metrics/{job}.json", job=JOBS),
-        expand(f"{DATA_ROOT}/{{dataset}}", dataset=DATASETS),
+        expand("runs/{job}/outcome.json", job=JOBS),
+        expand("samples/{job}", job=JOBS),
+        code("report"),
     output:
-        "reports/leaderboard.md",
-        "reports/leaderboard.csv",
-        "reports/index.html",
-        directory("reports/figures"),
-        directory("reports/curves"),
+        f"{REPORT_DIR}/leaderboard.md",
+        f"{REPORT_DIR}/leaderboard.csv",
+        f"{REPORT_DIR}/index.html",
+        directory(f"{REPORT_DIR}/figures"),
+        directory(f"{REPORT_DIR}/curves"),
+    params:
+        config=report_params,
     log:
         "logs/report.log",
+    conda:
+        "../envs/genbench.yaml"
     resources:
         mem_mb=2000,
         runtime=10,

@@ -1,10 +1,24 @@
+# One training job per (run, seed).
+#
+# The declared output is outcome.json, which genbench writes last, not the whole run folder: Snakemake
+# deletes a job's outputs before running it, and keeping checkpoint.pt, model.pt and stats.jsonl
+# lets a killed or preempted job resume from its last checkpoint (DVC's `persist: true`). A checkpoint
+# from another configuration is discarded by genbench itself.
+
+
 rule train:
     input:
         run_dataset,
+        code("train"),
     output:
-        directory("runs/{run}-s{seed}"),
+        "runs/{run}-s{seed}/outcome.json",
+    params:
+        config=train_params,
     log:
         "logs/train/{run}-s{seed}.log",
+    conda:
+        "../envs/genbench.yaml"
+    threads: TORCH_THREADS
     resources:
         mem_mb=8000,
         runtime=240,

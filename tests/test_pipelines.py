@@ -1,0 +1,424 @@
+"""DVC (dvc.yaml) and Snakemake (Snakefile + pipelines/) are two spellings of one DAG.
+
+Fast: both describe the same jobs — (stage, wildcards) — with the same `genbench` commands, the paths
+of genbench.layout as outputs, and dependencies that agree; `snakemake --lint` is clean; the Slurm
+profile's dry run names every job's resources.
+Slow: one copy of the repository runs the `ci` profile under `dvc repro`, then (outputs removed) under
+Snakemake, and both give the same metrics files with identical numbers (training is deterministic on
+CPU).
+
+Every command runs in a copy of the working tree (tracked and untracked, non-ignored files), never in
+the repository itself.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path, PurePosixPath
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent  # the venv's bin: dvc, snakemake, genbench
+PROFILES = sorted(yaml.safe_load((REPO / "params.yaml").read_text())["profiles"])
+STAGES = ("prepare", "weights", "classifier", "refstats", "train", "sample", "evaluate", "report")
+
+
+# --------------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------------
+def copy_repo(dst: Path) -> Path:
+    """The working tree (tracked + untracked non-ignored files) in dst, as a fresh git repo (DVC needs one)."""
+    listing = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                             cwd=REPO, check=True, capture_output=True).stdout.decode()
+    for rel in filter(None, listing.split("\0")):
+        src = REPO / rel
+        if src.is_file():  # a tracked file deleted in the working tree is left out
+            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst / rel)
+    subprocess.run(["git", "init", "-q"], cwd=dst, check=True)
+    return dst
+
+
+def tool_env(copy: Path) -> dict[str, str]:
+    """The venv's tools, the copy's genbench package, MLflow on with its default store (in the copy)."""
+    env = dict(os.environ)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["PYTHONPATH"] = str(copy)
+    for key in ("GENBENCH_TRACKING", "MLFLOW_TRACKING_URI", "PYTHONDONTWRITEBYTECODE"):
+        env.pop(key, None)
+    return env
+
+
+def run(args: list[str], cwd: Path, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(args, cwd=cwd, env=tool_env(cwd), capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} exited {proc.returncode}\n--- stdout\n{proc.stdout[-6000:]}"
+                             f"\n--- stderr\n{proc.stderr[-6000:]}")
+    return proc
+
+
+def set_profile(copy: Path, profile: str) -> None:
+    path = copy / "params.yaml"
+    text, n = re.subn(r"(?m)^profile: .*$", f"profile: {profile}", path.read_text())
+    assert n == 1, "params.yaml has no top-level `profile:` line"
+    path.write_text(text)
+
+
+def covers(parent: str, path: str) -> bool:
+    """path is parent or lies under it."""
+    return PurePosixPath(path) == PurePosixPath(parent) or PurePosixPath(parent) in PurePosixPath(path).parents
+
+
+def canonical_from_cmd(cmd: str) -> tuple[str, frozenset]:
+    """`genbench <stage> [--key value ...]` -> (stage, {(key, value)})."""
+    words = cmd.split()
+    assert words[:1] == ["genbench"] and words[1] in STAGES, f"not a genbench stage command: {cmd!r}"
+    args = words[2:]
+    assert len(args) % 2 == 0 and all(a.startswith("--") for a in args[::2]), f"unexpected arguments: {cmd!r}"
+    return words[1], frozenset((k[2:], v) for k, v in zip(args[::2], args[1::2]))
+
+
+def canonical_from_dvc_name(name: str) -> tuple[str, frozenset]:
+    """`prepare@mnist` -> (prepare, {dataset: mnist}); `train@vae_mnist-0` -> (train, {run, seed}); `report`."""
+    stage, _, key = name.partition("@")
+    if not key:
+        return stage, frozenset()
+    if stage in ("train", "sample", "evaluate"):
+        run_name, seed = key.rsplit("-", 1)
+        return stage, frozenset({("run", run_name), ("seed", seed)})
+    return stage, frozenset({("dataset", key)})
+
+
+def dvc_jobs(copy: Path) -> dict[tuple, dict]:
+    """(stage, wildcards) -> {name, cmd, deps, outs, upstream (transitive)} from dvc.yaml."""
+    names = run([str(BIN / "dvc"), "stage", "list", "--all", "--name-only"], copy).stdout.split()
+    script = (
+        "import json, sys\n"
+        "from dvc.repo import Repo\n"
+        "from dvc.dependency.param import ParamsDependency\n"
+        "repo = Repo(sys.argv[1])\n"
+        "stages = [{'name': s.addressing, 'cmd': s.cmd, 'outs': [o.def_path for o in s.outs],\n"
+        "           'deps': [d.def_path for d in s.deps if not isinstance(d, ParamsDependency)]}\n"
+        "          for s in repo.index.stages]\n"
+        "edges = [[u.addressing, v.addressing] for u, v in repo.index.graph.edges]  # consumer -> producer\n"
+        "print(json.dumps({'stages': stages, 'edges': edges}))\n"
+    )
+    data = json.loads(run([sys.executable, "-c", script, str(copy)], copy).stdout)
+    assert sorted(names) == sorted(s["name"] for s in data["stages"])
+    parents: dict[str, set[str]] = {}
+    for consumer, producer in data["edges"]:
+        parents.setdefault(consumer, set()).add(producer)
+
+    def upstream(name: str) -> set[str]:
+        seen, todo = set(), [name]
+        while todo:
+            for p in parents.get(todo.pop(), ()):
+                if p not in seen:
+                    seen.add(p)
+                    todo.append(p)
+        return seen
+
+    jobs = {}
+    for s in data["stages"]:
+        key = canonical_from_dvc_name(s["name"])
+        assert canonical_from_cmd(s["cmd"]) == key, f"DVC stage {s['name']} runs {s['cmd']!r}"
+        jobs[key] = {**s, "upstream": upstream(s["name"])}
+    return jobs
+
+
+def parse_snakemake_jobs(text: str) -> list[dict]:
+    """The job blocks of `snakemake -n -p` output: rule, input, output, log, wildcards, resources, shell."""
+    jobs, job = [], None
+    for line in text.splitlines():
+        head = re.match(r"^(?:local)?rule (\w+):$", line)
+        if head:
+            job = {"rule": head.group(1), "input": [], "output": [], "log": [], "wildcards": {}, "resources": {},
+                   "shell": None}
+            jobs.append(job)
+        elif job is not None and line.startswith("Shell command: "):
+            job["shell"] = line[len("Shell command: "):].strip()
+        elif job is not None and re.match(r"^    \w+: ", line):
+            key, value = line.strip().split(": ", 1)
+            if key in ("input", "output", "log"):
+                job[key] = [p.strip() for p in value.split(",")]
+            elif key in ("wildcards", "resources"):
+                job[key] = dict(item.split("=", 1) for item in value.split(", "))
+    return jobs
+
+
+def snakemake_jobs(copy: Path, profile: str) -> dict[tuple, dict]:
+    """(stage, wildcards) -> job block, for every job of the DAG (forced: nothing is up to date)."""
+    proc = run([str(BIN / "snakemake"), "-n", "-p", "--forceall", "--config", f"profile={profile}"], copy)
+    jobs = {}
+    for job in parse_snakemake_jobs(proc.stdout + proc.stderr):
+        if job["rule"] == "all":
+            continue
+        key = (job["rule"], frozenset(job["wildcards"].items()))
+        assert key not in jobs, f"two Snakemake jobs for {key}"
+        jobs[key] = job
+    assert jobs, f"no jobs parsed from:\n{proc.stdout}\n{proc.stderr}"
+    return jobs
+
+
+def fmt(keys) -> list[str]:
+    return sorted(f"{stage}[{', '.join(f'{k}={v}' for k, v in sorted(wc))}]" for stage, wc in keys)
+
+
+# --------------------------------------------------------------------------------------------------
+# fast: the two DAGs agree
+# --------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def repo_copy(tmp_path_factory) -> Path:
+    return copy_repo(tmp_path_factory.mktemp("pipelines") / "repo")
+
+
+@pytest.fixture(scope="module")
+def dvc_dag(repo_copy) -> dict:
+    return dvc_jobs(repo_copy)
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_dvc_and_snakemake_describe_the_same_jobs(repo_copy, dvc_dag, profile):
+    """Same (stage, wildcards) set, same commands, same outputs, and dependencies that agree.
+
+    DVC's templating reads params.yaml without applying the profile; Snakemake reads the resolved
+    profile, as every genbench stage does: the job sets must agree for every profile."""
+    snake = snakemake_jobs(repo_copy, profile)
+    assert fmt(snake) == fmt(dvc_dag), "DVC and Snakemake describe different jobs"
+
+    producers = {out: key for key, job in snake.items() for out in job["output"]}
+    for key, job in snake.items():
+        dvc = dvc_dag[key]
+        where = f"{fmt([key])[0]} (DVC stage {dvc['name']})"
+        # the same command; Snakemake only adds the log redirection
+        assert job["shell"] == f"{dvc['cmd']} > {job['log'][0]} 2>&1", where
+        assert canonical_from_cmd(dvc["cmd"]) == key, where
+        # the same outputs: each Snakemake output is (under) a DVC out, each DVC out holds one
+        for out in job["output"]:
+            assert any(covers(o, out) for o in dvc["outs"]), f"{where}: output {out} is no DVC out {dvc['outs']}"
+        for o in dvc["outs"]:
+            assert any(covers(o, out) for out in job["output"]), f"{where}: DVC out {o} is not a Snakemake output"
+        # the same code dependencies (DVC lists folders, Snakemake their .py files)
+        dvc_code = [d for d in dvc["deps"] if d.startswith("genbench")]
+        snake_code = [i for i in job["input"] if i.startswith("genbench")]
+        for d in dvc_code:
+            assert any(covers(d, i) for i in snake_code), f"{where}: DVC code dep {d} is not a Snakemake input"
+        for i in snake_code:
+            assert any(covers(d, i) for d in dvc_code), f"{where}: Snakemake code input {i} is no DVC dep"
+        # every DVC dep feeds the Snakemake job; every Snakemake input is a DVC dep of the stage or an
+        # output of a stage DVC runs before it (so neither tool can run a job on stale or missing data)
+        for d in dvc["deps"]:
+            assert any(covers(d, i) for i in job["input"]), f"{where}: DVC dep {d} is not a Snakemake input"
+        upstream_outs = [o for name in dvc["upstream"] for j in dvc_dag.values() if j["name"] == name
+                         for o in j["outs"]]
+        for i in job["input"]:
+            assert any(covers(d, i) for d in dvc["deps"] + upstream_outs), \
+                f"{where}: Snakemake input {i} is neither a DVC dep nor an output of an upstream DVC stage"
+            if i in producers:
+                assert dvc_dag[producers[i]]["name"] in dvc["upstream"], f"{where}: {i} is produced downstream"
+
+
+def test_outputs_are_the_paths_of_genbench_layout(dvc_dag):
+    """dvc.yaml spells the paths that genbench.layout gives the stages (Snakemake's are checked against
+    dvc.yaml above)."""
+    from genbench import layout
+    from genbench.config import load
+
+    params = load(REPO / "params.yaml")
+    expected = {}
+    for ds in params.data.datasets:
+        expected[("prepare", frozenset({("dataset", ds)}))] = [layout.prepared_dir(params.data.root, ds)]
+    expected[("weights", frozenset())] = [layout.INCEPTION_WEIGHTS]
+    for ds in params.eval.datasets:
+        wc = frozenset({("dataset", ds)})
+        expected[("classifier", wc)] = [layout.classifier_path(ds), layout.classifier_metrics_path(ds)]
+        expected[("refstats", wc)] = sorted({layout.refstats_path(ds, e).parent for e in params.eval.extractors})
+    for run_name, seed in params.jobs():
+        wc = frozenset({("run", run_name), ("seed", str(seed))})
+        expected[("train", wc)] = [layout.run_dir(run_name, seed)]
+        expected[("sample", wc)] = [layout.samples_dir(run_name, seed)]
+        expected[("evaluate", wc)] = [layout.metrics_path(run_name, seed)]
+    for key, paths in expected.items():
+        assert key in dvc_dag, f"no DVC stage for {fmt([key])[0]}"
+        assert [str(p) for p in paths] == dvc_dag[key]["outs"], fmt([key])[0]
+    report_dir = params.report.dir
+    assert {f"{report_dir}/{n}" for n in ("leaderboard.md", "leaderboard.csv", "index.html")} <= \
+        set(dvc_dag[("report", frozenset())]["outs"])
+
+
+def test_snakemake_lint_is_clean(repo_copy):
+    proc = run([str(BIN / "snakemake"), "--lint"], repo_copy)
+    text = proc.stdout + proc.stderr
+    assert "Lints for" not in text, text
+
+
+def test_snakemake_validates_params_against_the_schema(repo_copy, tmp_path):
+    """The schema path resolves from pipelines/rules/, whatever the current directory; a bad value is refused."""
+    snakemake = str(BIN / "snakemake")
+    run([snakemake, "-n", "--snakefile", str(repo_copy / "Snakefile"), "--directory", str(repo_copy)], tmp_path)
+    (tmp_path / "bad.yaml").write_text("seeds: [-1]\n")
+    bad = run([snakemake, "-n", "--configfile", str(tmp_path / "bad.yaml")], repo_copy, check=False)
+    assert bad.returncode != 0 and "-1 is less than the minimum of 0" in bad.stdout + bad.stderr, \
+        bad.stdout + bad.stderr
+    unknown = run([snakemake, "-n", "--config", "profile=nope"], repo_copy, check=False)
+    assert unknown.returncode != 0 and "nope" in unknown.stdout + unknown.stderr, unknown.stdout + unknown.stderr
+
+
+def test_slurm_profile_dry_run_names_the_resources(repo_copy):
+    proc = run([str(BIN / "snakemake"), "--profile", "pipelines/profiles/slurm", "-n", "-p"], repo_copy)
+    text = proc.stdout + proc.stderr
+    assert "This was a dry-run" in text
+    jobs = [j for j in parse_snakemake_jobs(text) if j["rule"] != "all"]
+    assert {j["rule"] for j in jobs} == set(STAGES)
+    for job in jobs:
+        res = job["resources"]
+        assert {"mem_mb", "runtime", "gpu"} <= set(res), f"{job['rule']}: {res}"
+        assert int(res["gpu"]) == (1 if job["rule"] in ("train", "sample", "evaluate") else 0), job["rule"]
+        if int(res["gpu"]):
+            assert res.get("slurm_partition"), f"{job['rule']}: no partition for a GPU job"
+    # options the executor plugin manages itself (GPUs come from the `gpu` resource) are refused in
+    # slurm_extra at submission time, after a dry run has passed
+    from snakemake_executor_plugin_slurm.validation import get_forbidden_slurm_options
+
+    profile = yaml.safe_load((repo_copy / "pipelines/profiles/slurm/config.yaml").read_text())
+    extras = [r.get("slurm_extra", "") for r in (profile.get("set-resources") or {}).values()]
+    extras.append((profile.get("default-resources") or {}).get("slurm_extra", ""))
+    for extra in filter(None, extras):
+        for pattern, option in get_forbidden_slurm_options().items():
+            assert not re.search(pattern, extra), f"slurm_extra {extra!r} sets the {option}"
+
+
+FAKE_SLURM = {  # test doubles: sbatch records its arguments and refuses the job; the rest answer nothing
+    "sbatch": '#!/bin/sh\necho "$@" >> "$FAKE_SLURM_LOG"\ncat > /dev/null\necho "sbatch: test double" >&2\nexit 1\n',
+    "sacct": "#!/bin/sh\nexit 0\n",
+    "squeue": "#!/bin/sh\nexit 0\n",
+    "sinfo": "#!/bin/sh\nexit 0\n",
+    "scancel": "#!/bin/sh\nexit 0\n",
+}
+
+
+def test_slurm_profile_submits_one_job_per_rule_instance_with_its_resources(tmp_path):
+    """What the Slurm executor plugin hands to sbatch (stand-in commands record it): a GPU job gets a
+    GPU partition and --gpus, every job its memory, time limit and CPUs."""
+    copy = copy_repo(tmp_path / "repo")
+    fakes = tmp_path / "fakebin"
+    fakes.mkdir()
+    for name, body in FAKE_SLURM.items():
+        (fakes / name).write_text(body)
+        (fakes / name).chmod(0o755)
+    (copy / "data/prepared/mnist").mkdir(parents=True)  # so that train is submitted without prepare
+    (copy / "data/prepared/mnist/manifest.json").write_text("{}")
+    env = tool_env(copy)
+    env["PATH"] = f"{fakes}{os.pathsep}{env['PATH']}"
+    env["FAKE_SLURM_LOG"] = str(tmp_path / "sbatch.log")
+    proc = subprocess.run([str(BIN / "snakemake"), "--profile", "pipelines/profiles/slurm",
+                           "--slurm-init-seconds-before-status-checks", "1",
+                           "runs/vae_mnist-s0/outcome.json", "data/prepared/toy_moons"],
+                          cwd=copy, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and "test double" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+    calls = {}
+    for line in (tmp_path / "sbatch.log").read_text().splitlines():
+        rule = re.search(r"--comment rule_(\w+?)_wildcards", line).group(1)
+        calls[rule] = line.split(" --wrap")[0].split()
+    assert set(calls) == {"train", "prepare"}, calls
+    train, prepare = calls["train"], calls["prepare"]
+    assert ["-p", "gpu"] == train[train.index("-p"):train.index("-p") + 2] and "--gpus=1" in train, train
+    assert train[train.index("--mem") + 1] == "8000" and train[train.index("-t") + 1] == "240", train
+    assert any(a.startswith("--cpus-per-task=") for a in train), train
+    assert "-p" not in prepare and not any(a.startswith("--gpus") for a in prepare), prepare
+    assert prepare[prepare.index("--mem") + 1] == "4000" and prepare[prepare.index("-t") + 1] == "20", prepare
+
+
+# --------------------------------------------------------------------------------------------------
+# slow: both tools run the ci profile, in one copy, to the same numbers
+# --------------------------------------------------------------------------------------------------
+DVC_OUTPUTS = ("data", "artifacts", "runs", "samples", "metrics")
+
+
+def _numbers(metrics: dict) -> dict:
+    """The deterministic numbers of a metrics file (timings, throughput and versions left out)."""
+    out = {f"bpd[{kind}]": v["bits_per_dim"] for kind, v in metrics["likelihood"].items()}
+    for extractor, s in metrics["scores"].items():
+        for key in ("fid", "kid_mean", "kid_std", "precision", "recall"):
+            if key in s:
+                out[f"{key}[{extractor}]"] = s[key]
+    out["selected_step"] = metrics["train"]["selected_step"]
+    out["parameters"] = metrics["train"]["parameters"]
+    return out
+
+
+def _hashes(metrics: dict) -> dict:
+    """The protocol's identities: extractor weights and cached reference features (content hashes)."""
+    return {f"{key}[{extractor}]": s["protocol"][key] for extractor, s in metrics["scores"].items()
+            for key in ("weights_sha256", "reference_sha256")}
+
+
+@pytest.mark.slow
+def test_dvc_and_snakemake_run_the_ci_profile_to_the_same_numbers(tmp_path):
+    copy = copy_repo(tmp_path / "repo")
+    set_profile(copy, "ci")
+    dvc, snakemake = str(BIN / "dvc"), str(BIN / "snakemake")
+
+    # --- DVC: the whole DAG
+    run([dvc, "repro"], copy, timeout=1800)
+    reports = copy / "reports"
+    for name in ("leaderboard.md", "leaderboard.csv", "index.html"):
+        assert (reports / name).is_file(), name
+    assert "Profile `ci`" in (reports / "leaderboard.md").read_text()
+    dvc_metrics = {p.name: json.loads(p.read_text()) for p in sorted((copy / "metrics").glob("*.json"))}
+    m = dvc_metrics["vae_mnist-s0.json"]
+    assert m["status"] == "completed" and m["profile"] == "ci"
+    assert m["scores"]["classifier"]["fid"] >= 0 and m["scores"]["inception-v3-tf2015"]["fid"] >= 0
+    assert m["likelihood"] and all(v["bits_per_dim"] > 0 for v in m["likelihood"].values())
+    assert (copy / "mlflow.db").is_file(), "MLflow's default store (SQLite in the repository) was not written"
+
+    # nothing re-runs
+    again = run([dvc, "repro"], copy)
+    assert "Running stage" not in again.stdout, again.stdout
+    status = run([dvc, "status"], copy)
+    assert "up to date" in status.stdout, status.stdout
+    run([dvc, "metrics", "show"], copy)
+    run([dvc, "plots", "show"], copy)
+
+    # a model hyperparameter re-runs only that run's train/sample/evaluate and the report, under both tools
+    params_path = copy / "params.yaml"
+    original = params_path.read_text()
+    params_path.write_text(original.replace("      latent_dim: 32\n", "      latent_dim: 16\n", 1))
+    assert params_path.read_text() != original, "runs.vae_mnist.model_config.latent_dim: 32 not found"
+    changed = set(json.loads(run([dvc, "status", "--json"], copy).stdout))  # stages whose own deps changed
+    assert changed == {"train@vae_mnist-0", "report"}, changed
+    dag = dvc_jobs(copy)
+    downstream = {j["name"] for j in dag.values() if j["upstream"] & changed}
+    assert changed | downstream == {"train@vae_mnist-0", "sample@vae_mnist-0", "evaluate@vae_mnist-0", "report"}
+    params_path.write_text(original)
+    assert "up to date" in run([dvc, "status"], copy).stdout
+
+    # --- Snakemake: the same DAG from scratch in the same copy
+    for name in DVC_OUTPUTS + ("mlruns",):  # and MLflow's store: parallel jobs start on a fresh one
+        shutil.rmtree(copy / name, ignore_errors=True)
+    (copy / "mlflow.db").unlink()
+    run([snakemake, "-c2", "--profile", "pipelines/profiles/local"], copy, timeout=1800)
+    snake_metrics = {p.name: json.loads(p.read_text()) for p in sorted((copy / "metrics").glob("*.json"))}
+    assert sorted(snake_metrics) == sorted(dvc_metrics)
+    for name, dvc_m in dvc_metrics.items():
+        assert snake_metrics[name]["status"] == dvc_m["status"], name
+        if dvc_m["status"] == "completed":
+            assert _numbers(snake_metrics[name]) == _numbers(dvc_m), name
+            assert _hashes(snake_metrics[name]) == _hashes(dvc_m), \
+                f"{name}: equal numbers from different extractor weights/reference files: a file is not byte-deterministic"
+    assert "Profile `ci`" in (reports / "leaderboard.md").read_text()
+
+    # Snakemake is up to date, and a model hyperparameter re-runs only that run's jobs and the report
+    dry = run([snakemake, "-n", "-c2"], copy)
+    assert "Nothing to be done" in dry.stdout + dry.stderr, dry.stdout + dry.stderr
+    params_path.write_text(original.replace("      latent_dim: 32\n", "      latent_dim: 16\n", 1))
+    dry = run([snakemake, "-n", "-c2"], copy)
+    planned = {j["rule"] for j in parse_snakemake_jobs(dry.stdout + dry.stderr)}
+    assert planned == {"train", "sample", "evaluate", "report", "all"}, planned
+    params_path.write_text(original)
