@@ -401,13 +401,12 @@ def semantic_problems(params: Params, *, check_data: bool = False) -> list[str]:
 
 def _availability_problem(name: str, opts: DatasetOptions, *, allow_download: bool) -> str | None:
     """Can the raw files of `name` be found (locally or in a package) or else downloaded?"""
-    import importlib
+    import sys
 
-    from genbench.data import sources
+    from genbench.data import DATASETS, sources
 
-    module = importlib.import_module(f"genbench.data.{name}") if name in ("mnist", "fashion_mnist", "cifar10") \
-        else None
-    if module is None:  # generated or bundled with a Python package
+    module = sys.modules[DATASETS[name].loader.__module__]
+    if not hasattr(module, "SOURCE"):  # generated, or bundled with a Python package
         return None
     local = Path(opts.local_dir) if opts.local_dir else None
     try:
@@ -417,7 +416,3 @@ def _availability_problem(name: str, opts: DatasetOptions, *, allow_download: bo
             return None  # will be downloaded by `genbench prepare`
         return f"dataset missing: {exc}"
     return None
-
-
-def to_dict(obj: Any) -> Any:
-    return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj
