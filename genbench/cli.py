@@ -211,6 +211,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--steps", type=int, default=30, help="timed steps per measurement")
     bench.add_argument("--models", nargs="*", default=None, help="models to measure (default: all registered)")
     bench.add_argument("--out", default=None, help="also write the figures as JSON to this file")
+    bench.add_argument("--scaling", action="store_true",
+                       help="also time a training step at image sides 14, 28, 56 (glow, tarflow)")
+    bench.add_argument("--iresnet-logdet", action="store_true",
+                       help="also measure bias and spread of the i-ResNet log-det estimator vs series terms")
     return parser
 
 

@@ -20,8 +20,8 @@ from tqdm import tqdm
 from genbench import GenbenchError, __version__
 from genbench.config import Params
 from genbench.data import info as dataset_info
-from genbench.data import load_split
-from genbench.io import atomic_dir, read_json, sha256_file, write_json
+from genbench.data import load_split, toy2d
+from genbench.io import atomic_dir, atomic_path, read_json, sha256_file, write_json
 from genbench.layout import (INCEPTION_WEIGHTS, classifier_path, job_name, metrics_path, prepared_dir,
                              refstats_path, run_dir, samples_dir)
 from genbench.metrics import fid as fidlib
@@ -104,6 +104,7 @@ def sample_job(params: Params, run: str, seed: int, tracker: Tracker) -> dict[st
         samples = torch.cat(chunks)
         np.savez(tmp / "samples.npz", x=samples.numpy())
         save_grid(samples[: params.report.grid_n], tmp / "grid.png", title=f"{run} seed {seed}")
+        model_figures(model, params, spec.dataset, tmp, params.eval.seed + seed, title=f"{run} seed {seed}")
         record = {"status": "completed", "n": n, "seconds": seconds, "images_per_s": n / max(seconds, 1e-9),
                   "sampler": getattr(model.config, "sample_mode", "default"), "ema": meta["ema"],
                   "selected_step": meta["step"], "sampling_seed": params.eval.seed + seed,
@@ -114,24 +115,102 @@ def sample_job(params: Params, run: str, seed: int, tracker: Tracker) -> dict[st
     return record
 
 
+def toy_name(dataset: str) -> str:
+    return dataset.removeprefix("toy_")
+
+
+def model_figures(model, params: Params, dataset: str, out_dir: Path, seed: int, title: str) -> None:
+    """Figures beyond the sample grid: a temperature sweep (models with `sweep_temperatures`, one row
+    of the same latent noise per temperature) and, on the 2-D toys, the learnt density beside the
+    true one (or the test points' histogram where no closed form exists)."""
+    temperatures = getattr(model.config, "sweep_temperatures", None)
+    if temperatures and dataset_info(dataset).kind == "image":
+        per_row = 10
+        rows = [model.sample_at_temperature(per_row, torch.Generator(device=model.device).manual_seed(seed), t).cpu()
+                for t in temperatures]
+        save_grid(torch.cat(rows), out_dir / "temperatures.png", nrow=per_row,
+                  title=f"{title}: rows T = {', '.join(f'{t:g}' for t in temperatures)}")
+    if dataset_info(dataset).kind == "points" and model.likelihood_kinds:
+        x_test, _ = load_split(prepared_dir(params.data.root, dataset), "test")
+        save_density_figure(model, x_test, toy_name(dataset), out_dir / "density.png", seed, title)
+
+
+@torch.no_grad()
+def save_density_figure(model, x_test: torch.Tensor, toy: str, path: Path, seed: int, title: str,
+                        resolution: int = 160) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lo = np.quantile(x_test.numpy(), 0.001, axis=0).min() - 0.5
+    hi = np.quantile(x_test.numpy(), 0.999, axis=0).max() + 0.5
+    ticks = np.linspace(lo, hi, resolution)
+    xx, yy = np.meshgrid(ticks, ticks)
+    grid = torch.from_numpy(np.stack([xx.ravel(), yy.ravel()], axis=1).astype(np.float32))
+    generator = torch.Generator(device=model.device).manual_seed(seed)
+    learnt = torch.cat([model.log_likelihood(chunk.to(model.device), model.likelihood_kinds[0], generator).cpu()
+                        for chunk in grid.split(4096)]).exp().view(resolution, resolution).numpy()
+    fig, axes = plt.subplots(1, 2, figsize=(8, 4))
+    extent = (lo, hi, lo, hi)
+    if toy2d.has_exact_density(toy):
+        true = np.exp(toy2d.log_density(toy, grid.numpy())).reshape(resolution, resolution)
+        axes[0].imshow(true, origin="lower", extent=extent, cmap="viridis")
+        axes[0].set_title("true density", fontsize=9)
+    else:
+        axes[0].hist2d(x_test[:, 0].numpy(), x_test[:, 1].numpy(), bins=resolution // 2, range=[[lo, hi], [lo, hi]])
+        axes[0].set_title("test points (histogram)", fontsize=9)
+    axes[1].imshow(learnt, origin="lower", extent=extent, cmap="viridis")
+    axes[1].set_title(f"learnt density ({model.likelihood_kinds[0]})", fontsize=9)
+    for ax in axes:
+        ax.set_aspect("equal")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
 # --------------------------------------------------------------------------------------------------
 # evaluate
 # --------------------------------------------------------------------------------------------------
-def likelihood_bpd(model, x: torch.Tensor, kind: str, params: Params, seed: int, device) -> dict[str, Any]:
-    """Mean bits/dim of a likelihood kind over x, with its standard error over examples."""
+def per_example_log_likelihood(model, x: torch.Tensor, kind: str, params: Params, seed: int, device,
+                               desc: str) -> torch.Tensor:
+    """log-likelihood (nats, float64, CPU) of every row of x under `model`, in batches, seeded."""
     generator = torch.Generator(device=device).manual_seed(params.eval.seed + seed + 17)
-    num_dims = math.prod(x.shape[1:])
     kwargs = {"iwae_k": params.eval.iwae_k} if kind == "iwae" else {}
     bs = max(1, params.eval.sample_batch_size // (10 if kind == "iwae" else 1))
     values = []
-    for start in tqdm(range(0, len(x), bs), desc=f"bits/dim ({kind})", disable=not params.harness.progress):
-        ll = model.log_likelihood(x[start:start + bs].to(device), kind, generator, **kwargs)
-        values.append(nats_to_bits_per_dim(-ll.double().cpu(), num_dims))
-    bpd = torch.cat(values)
-    out = {"bits_per_dim": float(bpd.mean()), "stderr": float(bpd.std(unbiased=True) / math.sqrt(len(bpd))),
-           "n": len(bpd), "kind": kind}
+    for start in tqdm(range(0, len(x), bs), desc=desc, disable=not params.harness.progress):
+        values.append(model.log_likelihood(x[start:start + bs].to(device), kind, generator, **kwargs).double().cpu())
+    return torch.cat(values)
+
+
+def _mean_stderr(values: torch.Tensor) -> tuple[float, float]:
+    return float(values.mean()), float(values.std(unbiased=True) / math.sqrt(len(values)))
+
+
+def likelihood_bpd(model, x: torch.Tensor, kind: str, params: Params, seed: int, device) -> dict[str, Any]:
+    """Mean bits/dim of a likelihood kind over x, with its standard error over examples."""
+    ll = per_example_log_likelihood(model, x, kind, params, seed, device, f"bits/dim ({kind})")
+    mean, stderr = _mean_stderr(nats_to_bits_per_dim(-ll, math.prod(x.shape[1:])))
+    out = {"bits_per_dim": mean, "stderr": stderr, "n": len(ll), "kind": kind}
     if kind == "iwae":
         out["k"] = params.eval.iwae_k
+    return out
+
+
+def likelihood_points(model, x: torch.Tensor, kind: str, toy: str, params: Params, seed: int, device
+                      ) -> dict[str, Any]:
+    """Continuous data (2-D toys): mean NLL in nats; where the toy's density is known, also the true
+    NLL (the entropy's estimate) and KL(p_data || p_model) = E_p[log p - log q], same test points."""
+    ll = per_example_log_likelihood(model, x, kind, params, seed, device, f"nll ({kind})")
+    mean, stderr = _mean_stderr(-ll)
+    out: dict[str, Any] = {"nll_nats": mean, "stderr": stderr, "n": len(ll), "kind": kind}
+    if toy2d.has_exact_density(toy):
+        true_ll = torch.from_numpy(toy2d.log_density(toy, x.numpy()))
+        out["true_nll_nats"] = float(-true_ll.mean())
+        out["kl_nats"], out["kl_stderr"] = _mean_stderr(true_ll - ll)
     return out
 
 
@@ -175,7 +254,10 @@ def evaluate_job(params: Params, run: str, seed: int, tracker: Tracker) -> dict[
         if params.eval.likelihood_n is not None:
             x = x[: params.eval.likelihood_n]
         for kind in model.likelihood_kinds:
-            likelihood[kind] = likelihood_bpd(model, x, kind, params, seed, device)
+            if info.kind == "points":
+                likelihood[kind] = likelihood_points(model, x, kind, toy_name(spec.dataset), params, seed, device)
+            else:
+                likelihood[kind] = likelihood_bpd(model, x, kind, params, seed, device)
     result = {**base, "scores": scores, "likelihood": likelihood,
               "train": {k: outcome[k] for k in ("steps", "selected_step", "train_time_s", "train_images_per_s",
                                                 "parameters", "device", "ema")},
@@ -184,7 +266,8 @@ def evaluate_job(params: Params, run: str, seed: int, tracker: Tracker) -> dict[
               "reference_split": params.eval.reference_split, "selection_split": "val"}
     write_json(metrics_path(run, seed), result)
     flat = {f"{e}.{k}": v for e, s in scores.items() for k, v in s.items() if isinstance(v, (int, float))}
-    flat.update({f"bpd.{k}": v["bits_per_dim"] for k, v in likelihood.items()})
+    flat.update({f"bpd.{k}": v["bits_per_dim"] for k, v in likelihood.items() if "bits_per_dim" in v})
+    flat.update({f"nll_nats.{k}": v["nll_nats"] for k, v in likelihood.items() if "nll_nats" in v})
     tracker.log_metrics(flat)
     tracker.set_tags({"protocol": {e: s["protocol"] for e, s in scores.items()}})
     tracker.log_artifact(metrics_path(run, seed))

@@ -80,7 +80,12 @@ def collect(params) -> list[dict[str, Any]]:
                 row[f"{key}[{label}]"] = s[key]
             row[f"n_gen[{label}]"] = s["protocol"]["n_gen"]
         for kind, lk in m["likelihood"].items():
-            row[f"bpd[{kind}]"] = lk["bits_per_dim"]
+            if "bits_per_dim" in lk:
+                row[f"bpd[{kind}]"] = lk["bits_per_dim"]
+            else:  # continuous 2-D data: NLL in nats, KL to the true density where it is known
+                row[f"nll_nats[{kind}]"] = lk["nll_nats"]
+                if "kl_nats" in lk:
+                    row[f"kl_nats[{kind}]"] = lk["kl_nats"]
         row.update({"parameters": m["train"]["parameters"], "train_time_s": m["train"]["train_time_s"],
                     "train_images_per_s": m["train"]["train_images_per_s"],
                     "sample_images_per_s": m["sample"]["images_per_s"]})
@@ -107,23 +112,28 @@ def aggregate(rows: list[dict[str, Any]]) -> pd.DataFrame:
             rec[f"{col}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else float("nan")
         ref = reference_for(rec["model"], rec["dataset"])
         rec["reference"] = ref["text"] if ref else ""
+        rec["ratio"] = (rec.get(ref["metric"], float("nan")) / float(ref["value"])
+                        if ref and ref.get("comparable") == "yes" else float("nan"))
         out.append(rec)
     return pd.DataFrame(out)
 
 
 def _markdown_table(df: pd.DataFrame) -> str:
-    metric_cols = [c for c in df.columns if c.startswith(("fid[", "kid_mean[", "precision[", "recall[", "bpd["))]
+    metric_cols = [c for c in df.columns
+                   if c.startswith(("fid[", "kid_mean[", "precision[", "recall[", "bpd[", "nll_nats[", "kl_nats["))
+                   and not c.endswith("_std")]
     header = ["run", "model", "seeds"] + [c.replace("kid_mean", "KID").replace("fid", "FID") for c in metric_cols] + \
-             ["params", "train time (s)", "train img/s", "sample img/s", "status", "published reference"]
+             ["params", "train time (s)", "train img/s", "sample img/s", "status", "published reference",
+              "measured / published"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in df.to_dict("records"):
         cells = [r["run"], r["model"], str(r["seeds"])]
         for c in metric_cols:
-            digits = 4 if c.startswith(("kid", "bpd")) else 3 if c.startswith(("precision", "recall")) else 2
+            digits = 4 if c.startswith(("kid", "bpd")) else 3 if c.startswith(("precision", "recall", "nll", "kl")) else 2
             cells.append(_fmt(r.get(c), r.get(f"{c}_std"), digits))
         cells += [_fmt(r.get("parameters"), None, 0), _fmt(r.get("train_time_s"), None, 0),
                   _fmt(r.get("train_images_per_s"), None, 0), _fmt(r.get("sample_images_per_s"), None, 0),
-                  r["status"], r["reference"] or "—"]
+                  r["status"], r["reference"] or "—", _fmt(r.get("ratio"), None, 2)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -191,13 +201,18 @@ def build(params, out_dir: Path | None = None) -> pd.DataFrame:
         md += [f"## {dataset}", "", _markdown_table(group), ""]
         html_parts += [f"<h2>{html.escape(dataset)}</h2>", _markdown_to_html(_markdown_table(group))]
     html_parts.append("<h2>Samples</h2>")
+    md += ["## Figures", ""]
     for run, seed in params.jobs():
-        grid = samples_dir(run, seed) / "grid.png"
-        if grid.exists():
-            dest = figures / f"{job_name(run, seed)}.png"
-            shutil.copyfile(grid, dest)
+        # grid.png (samples), temperatures.png (temperature sweeps), density.png (2-D toys)
+        for figure in sorted(samples_dir(run, seed).glob("*.png")):
+            suffix = "" if figure.stem == "grid" else f"-{figure.stem}"
+            dest = figures / f"{job_name(run, seed)}{suffix}.png"
+            shutil.copyfile(figure, dest)
+            caption = f"{job_name(run, seed)} ({figure.stem})"
             html_parts.append(f"<figure style='display:inline-block'><img src='figures/{dest.name}' width='300'>"
-                              f"<figcaption>{html.escape(job_name(run, seed))}</figcaption></figure>")
+                              f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+            md.append(f"![{caption}](figures/{dest.name})")
+    md.append("")
     html_parts += ["<h2>Training curves</h2>", "<img src='figures/curves.png'>", "</body></html>"]
     with atomic_path(out_dir / "leaderboard.md") as tmp:
         tmp.write_text("\n".join(md) + "\n")

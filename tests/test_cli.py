@@ -57,6 +57,6 @@ def test_bench_prints_throughput_and_overhead(workdir):
                           cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "overhead" in proc.stdout
-    (row,) = json.loads((workdir / "bench.json").read_text())
+    (row,) = json.loads((workdir / "bench.json").read_text())["throughput"]
     assert row["model"] == "vae" and row["train_images_per_s_bare"] > 0 and row["sample_images_per_s"] > 0
     assert set(row["eval_seconds_per_example"]) == {"elbo", "iwae"}

@@ -10,7 +10,16 @@ from genbench.models import MODELS, Optimization, build_model
 from genbench.models.nn import discretized_logistic_log_prob, gaussian_kl_to_standard
 
 # the smallest configuration of each family, for fast tests
-TINY = {"vae": {"latent_dim": 4, "hidden_channels": 8, "hidden_units": 32}}
+TINY = {
+    "vae": {"latent_dim": 4, "hidden_channels": 8, "hidden_units": 32},
+    "fvae": {"latent_dim": 4, "hidden_channels": 8, "hidden_units": 32, "flow_layers": 2, "flow_hidden": 16},
+    "nice": {"coupling_layers": 2, "hidden_units": 16, "hidden_layers": 1},
+    "realnvp": {"levels": 2, "hidden_channels": 8, "res_blocks": 0},
+    "glow": {"levels": 2, "steps_per_level": 1, "hidden_channels": 8},
+    "iresnet": {"levels": 1, "blocks_per_level": 1, "hidden_channels": 8, "series_terms_eval": 3,
+                "hutchinson_samples_eval": 1},
+    "tarflow": {"patch_size": 7, "blocks": 2, "width": 16, "layers_per_block": 1, "heads": 2},
+}
 SHAPE = {"image": (1, 28, 28)}
 
 

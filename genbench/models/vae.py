@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Callable, Literal
 
 import torch
 from torch import nn
@@ -29,6 +29,17 @@ from genbench.models.nn import (
     gaussian_log_prob,
     to_signed_unit,
 )
+
+
+def importance_weighted_bound(log_weights: Callable[[int], torch.Tensor], k: int, chunk: int) -> torch.Tensor:
+    """log (1/k) sum_i w_i per example (Burda et al. eq. 8), drawing the k importance samples `chunk`
+    at a time: `log_weights(m)` returns log w for m samples of every example, example-major (N*m,)."""
+    parts, remaining = [], k
+    while remaining > 0:
+        m = min(chunk, remaining)
+        remaining -= m
+        parts.append(log_weights(m).view(-1, m))
+    return torch.logsumexp(torch.cat(parts, dim=1), dim=1) - math.log(k)
 
 
 @dataclass
@@ -111,20 +122,15 @@ class VAE(GenerativeModel):
     def iwae(self, x: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
         """Per-example IWAE bound L_k in nats (Burda et al. eq. 8)."""
         mean, log_var = self.encode(x)
-        log_weights = []
-        remaining = k
-        while remaining > 0:
-            m = min(self.config.iwae_chunk, remaining)
-            remaining -= m
-            mean_m = mean.repeat_interleave(m, 0)
-            log_var_m = log_var.repeat_interleave(m, 0)
+
+        def log_weights(m: int) -> torch.Tensor:
+            mean_m, log_var_m = mean.repeat_interleave(m, 0), log_var.repeat_interleave(m, 0)
             z = self._reparameterize(mean_m, log_var_m, generator)
             log_p_xz = self.log_px_given_z(x.repeat_interleave(m, 0), z) + gaussian_log_prob(
                 z, torch.zeros_like(z), torch.zeros_like(z)).sum(1)
-            log_q = gaussian_log_prob(z, mean_m, log_var_m).sum(1)
-            log_weights.append((log_p_xz - log_q).view(-1, m))
-        log_w = torch.cat(log_weights, dim=1)
-        return torch.logsumexp(log_w, dim=1) - math.log(k)
+            return log_p_xz - gaussian_log_prob(z, mean_m, log_var_m).sum(1)
+
+        return importance_weighted_bound(log_weights, k, self.config.iwae_chunk)
 
     # protocol -----------------------------------------------------------------------------------
     def training_step(self, x, step, opt: Optimization, generator):

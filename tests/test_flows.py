@@ -1,0 +1,217 @@
+"""Normalizing flows: invertibility, log-determinants against brute-force Jacobians (every layer and
+every whole flow), the analytic Gaussian bits/dim of an identity flow, densities that integrate to
+one, and the i-ResNet's spectral normalisation and power-series estimator."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from genbench.metrics.likelihood import LOG_NUM_BINS, dequantize, nats_to_bits_per_dim
+from genbench.models import build_model
+from genbench.models.flows import (AutoregressiveTransformerFlow, Bijector, Chain, FlowContext,
+                                   InvertibleResidualBlock, SpectralNormConv, ActNorm, exact_residual_logdet,
+                                   power_series_logdet)
+
+FLOWS = {
+    "nice": {"coupling_layers": 4, "hidden_units": 16, "hidden_layers": 1, "prior": "logistic"},
+    "realnvp": {"levels": 2, "hidden_channels": 8, "res_blocks": 1},
+    "glow": {"levels": 2, "steps_per_level": 2, "hidden_channels": 8},
+    "iresnet": {"levels": 1, "blocks_per_level": 2, "hidden_channels": 8},
+    "tarflow": {"patch_size": 2, "blocks": 2, "width": 16, "layers_per_block": 1, "heads": 2},
+}
+IMAGE, POINTS = (1, 4, 4), (2,)  # D = 16 and 2: full Jacobians are cheap
+
+
+def random_flow(name: str, shape, dtype=torch.float64):
+    """A flow whose data-dependent init has run and whose zero-initialised layers are perturbed, so
+    that no layer is the identity."""
+    torch.manual_seed(0)
+    model = build_model(name, FLOWS[name], shape).to(dtype)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        model.train()
+        model.network.log_prob(inputs(model, 32).to(dtype), FlowContext(g, exact_logdet=True))
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=g, dtype=dtype))
+    return model.eval()
+
+
+def inputs(model, n: int, seed: int = 1) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    dtype = next(model.parameters()).dtype
+    if model.points:
+        return model.model_input(2 * torch.randn(n, *model.data_shape, generator=g), g).to(dtype)
+    return model.model_input(torch.randint(0, 256, (n, *model.data_shape), generator=g, dtype=torch.uint8), g).to(dtype)
+
+
+def ctx():
+    return FlowContext(torch.Generator().manual_seed(0), exact_logdet=True)
+
+
+def brute_logdet(fn, x: torch.Tensor) -> torch.Tensor:
+    """log|det d fn(x_i) / d x_i| per example, fn mapping one example (batch of 1) to a flat vector."""
+    out = []
+    for xi in x:
+        jac = torch.autograd.functional.jacobian(lambda v: fn(v.unsqueeze(0)).flatten(), xi)
+        out.append(torch.linalg.slogdet(jac.reshape(jac.shape[0], -1))[1])
+    return torch.stack(out)
+
+
+CASES = [(name, shape) for name in FLOWS for shape in (IMAGE, POINTS)]
+
+
+@pytest.mark.parametrize("name,shape", CASES)
+def test_inverse_of_forward_is_identity_in_float32(name, shape):
+    model = random_flow(name, shape, torch.float32)
+    y = inputs(model, 8)
+    with torch.no_grad():
+        latents, _, _ = model.network.forward_latents(y, ctx())
+        back = model.network.inverse_latents(latents, ctx())
+    assert (back - y).abs().max() < 1e-4 * max(1.0, y.abs().max().item())
+
+
+@pytest.mark.parametrize("name,shape", CASES)
+def test_every_layer_logdet_matches_brute_force_jacobian(name, shape):
+    model = random_flow(name, shape)
+    seen: list[tuple[Bijector, torch.Tensor]] = []
+    hooks = [m.register_forward_hook(lambda mod, args, out: seen.append((mod, args[0].detach())))
+             for m in model.modules() if isinstance(m, Bijector) and not isinstance(m, Chain)]
+    model.network.log_prob(inputs(model, 3), ctx())
+    for h in hooks:
+        h.remove()
+    assert len(seen) >= 3
+    for layer, x in seen:
+        _, logdet = layer(x, ctx())
+        expected = brute_logdet(lambda v: layer(v, ctx())[0], x)
+        torch.testing.assert_close(logdet, expected, atol=1e-7, rtol=1e-7, msg=f"{type(layer).__name__}")
+
+
+@pytest.mark.parametrize("name,shape", CASES)
+def test_whole_flow_logdet_matches_brute_force_jacobian(name, shape):
+    model = random_flow(name, shape)
+    y = inputs(model, 3)
+    latents, log_pz, logdet = model.network.forward_latents(y, ctx())
+    assert sum(z[0].numel() for z in latents) == y[0].numel()  # a bijection of R^D
+    expected = brute_logdet(lambda v: torch.cat([z.flatten(1) for z in model.network.forward_latents(v, ctx())[0]], 1),
+                            y)
+    torch.testing.assert_close(logdet, expected, atol=1e-7, rtol=1e-7)
+
+
+@pytest.mark.parametrize("name", sorted(FLOWS))
+def test_density_on_the_plane_integrates_to_one(name):
+    model = random_flow(name, POINTS)
+    ticks = torch.linspace(-12, 12, 481, dtype=torch.float64)
+    xx, yy = torch.meshgrid(ticks, ticks, indexing="ij")
+    grid = torch.stack([xx.flatten(), yy.flatten()], 1).view(-1, 2, 1, 1)
+    with torch.no_grad():
+        density = torch.cat([model.network.log_prob(chunk, ctx()) for chunk in grid.split(20000)]).exp()
+    step = float(ticks[1] - ticks[0])
+    assert float(density.sum()) * step**2 == pytest.approx(1.0, abs=0.02)
+
+
+@pytest.mark.parametrize("name,preprocess_logdet", [("nice", lambda y: 0 * y), ("tarflow", lambda y: 0 * y + math.log(2))])
+def test_identity_flow_gives_the_analytic_gaussian_bits_per_dim(name, preprocess_logdet):
+    """At initialisation NICE (zero-initialised couplings, unit scaling) and TARFLOW (zero-initialised
+    output layers) are the identity after their preprocessing: log p(y) is a Gaussian's, known in
+    closed form, per example and in expectation over the dequantization noise."""
+    cfg = dict(FLOWS[name], **({"prior": "gaussian"} if name == "nice" else {}))
+    model = build_model(name, cfg, IMAGE).eval()
+    signed = name == "tarflow"
+    x = torch.full((4000, *IMAGE), 37, dtype=torch.uint8)
+    x[2000:] = 250
+    ll = model.log_likelihood(x, "exact", torch.Generator().manual_seed(3))
+    y = dequantize(x, torch.Generator().manual_seed(3))
+    z = 2 * y - 1 if signed else y
+    per_example = (-0.5 * (z**2 + math.log(2 * math.pi)) + preprocess_logdet(y) - LOG_NUM_BINS).flatten(1).sum(1)
+    torch.testing.assert_close(ll, per_example, atol=1e-3, rtol=1e-5)
+    for value, half in ((37, ll[:2000]), (250, ll[2000:])):
+        a = value / 256
+        if signed:  # E[(2a - 1 + 2u/256)^2]
+            b = 2 * a - 1
+            second_moment = b**2 + 2 * b / 256 + 4 / (3 * 256**2)
+        else:  # E[(a + u/256)^2], u ~ U[0, 1)
+            second_moment = a**2 + a / 256 + 1 / (3 * 256**2)
+        per_dim = -0.5 * (second_moment + math.log(2 * math.pi)) + (math.log(2) if signed else 0) - LOG_NUM_BINS
+        analytic_bpd = nats_to_bits_per_dim(-per_dim * 16, 16)
+        assert float(nats_to_bits_per_dim(-half, 16).mean()) == pytest.approx(analytic_bpd, abs=2e-4)
+
+
+def test_actnorm_data_dependent_init_standardises_each_channel():
+    layer = ActNorm(3)
+    x = torch.randn(64, 3, 5, 5) * torch.tensor([0.1, 2.0, 7.0]).view(1, 3, 1, 1) + 4.0
+    y, _ = layer.train()(x)
+    torch.testing.assert_close(y.mean((0, 2, 3)), torch.zeros(3), atol=1e-5, rtol=0)
+    torch.testing.assert_close(y.std((0, 2, 3), unbiased=False), torch.ones(3), atol=1e-4, rtol=0)
+    assert int(layer.initialized) == 1 and "initialized" in layer.state_dict()
+
+
+def test_spectral_normalisation_bounds_the_operator_norm_of_the_convolution():
+    torch.manual_seed(0)
+    layer = SpectralNormConv(2, 3, 3, (2, 4, 4), coeff=0.7, power_iterations=1)
+    with torch.no_grad():
+        layer.conv.weight.mul_(10)
+    layer.power_iterate(200)
+    layer.eval()
+    weight = layer.normalized_weight().detach()
+    jac = torch.autograd.functional.jacobian(
+        lambda v: torch.nn.functional.conv2d(v.view(1, 2, 4, 4), weight, padding=1).flatten(), torch.zeros(32))
+    assert torch.linalg.matrix_norm(jac, ord=2) == pytest.approx(0.7, rel=1e-3)
+
+
+def test_iresnet_power_series_converges_to_the_exact_logdet():
+    """Hutchinson's estimator is unbiased for each truncated series sum_{k<=n} (-1)^(k+1) tr(J^k) / k
+    (computed here from the full Jacobian), and the truncation error obeys |error| <= D sum_{k>n} c^k / k
+    for Lip(g) <= c and goes to zero."""
+    torch.manual_seed(0)
+    coeff = 0.9
+    block = InvertibleResidualBlock((2, 3, 3), 8, coeff=coeff, power_iterations=1).double()
+    with torch.no_grad():
+        for m in block.g:
+            if isinstance(m, SpectralNormConv):
+                m.conv.weight.mul_(5)
+                m.power_iterate(100)
+    block.eval()
+    x = torch.randn(3, 2, 3, 3, dtype=torch.float64, requires_grad=True)
+    gx = block.g(x)
+    exact = exact_residual_logdet(gx, x, create_graph=False)
+    jac = torch.stack([torch.autograd.functional.jacobian(lambda v: block.g(v.unsqueeze(0)).flatten(), xi).reshape(18, 18)
+                       for xi in x.detach()])
+    lip = float(torch.linalg.matrix_norm(jac, ord=2).max())
+    assert lip <= coeff + 1e-6
+    power, series, errors = torch.eye(18, dtype=torch.float64).expand(3, 18, 18), torch.zeros(3, dtype=torch.float64), {}
+    g = torch.Generator().manual_seed(0)
+    for n in range(1, 31):
+        power = power @ jac
+        series = series + (-1) ** (n + 1) / n * torch.diagonal(power, dim1=1, dim2=2).sum(1)
+        errors[n] = (series - exact).abs()
+        assert (errors[n] <= 18 * sum(lip**k / k for k in range(n + 1, 400)) + 1e-9).all()
+        if n in (1, 3, 10):
+            draws = torch.stack([power_series_logdet(gx, x, n, 1, g, False) for _ in range(1000)])
+            stderr = draws.std(0) / math.sqrt(len(draws))
+            assert ((draws.mean(0) - series).abs() < 4 * stderr).all()
+    assert errors[30].max() < 1e-3 * errors[1].max()
+
+
+def test_tarflow_block_is_autoregressive_in_its_order():
+    torch.manual_seed(0)
+    for reverse in (False, True):
+        block = AutoregressiveTransformerFlow(seq_len=5, dim=3, width=16, depth=1, heads=2, reverse=reverse).double()
+        with torch.no_grad():
+            for p in block.parameters():
+                p.add_(0.1 * torch.randn_like(p))
+        x = torch.randn(5, 3, dtype=torch.float64)
+        jac = torch.autograd.functional.jacobian(lambda v: block(v.unsqueeze(0))[0][0], x)  # (5, 3, 5, 3)
+        dependence = jac.abs().sum((1, 3))  # token i of z on token j of x
+        order = list(reversed(range(5))) if reverse else list(range(5))
+        for a, i in enumerate(order):
+            for j in order[a + 1:]:
+                assert dependence[i, j] == 0
+        assert dependence[order[-1], order[0]] > 0
+
+
+def test_points_flows_sample_float_points():
+    model = random_flow("glow", POINTS, torch.float32)
+    s = model.sample(7, torch.Generator().manual_seed(0))
+    assert s.shape == (7, 2) and s.dtype == torch.float32 and torch.isfinite(s).all()
