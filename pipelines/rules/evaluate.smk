@@ -4,6 +4,7 @@
 rule sample:
     input:
         "runs/{run}-s{seed}/outcome.json",
+        run_dataset,  # the 2-D toys' density figures read the test split
         code("sample"),
     output:
         directory("samples/{run}-s{seed}"),
