@@ -147,8 +147,10 @@ def write_curves(params, out_dir: Path) -> dict[str, Path]:
         if not stats.exists():
             continue
         rows = [json.loads(line) for line in stats.read_text().splitlines() if line.strip()]
-        train_rows = [r for r in rows if "loss" in r]
-        df = pd.DataFrame(train_rows)
+        df = pd.DataFrame([r for r in rows if "loss" in r])
+        val_rows = [{"step": r["step"], "val_loss": r["val_loss"]} for r in rows if "val_loss" in r]
+        if val_rows and "step" in df:  # the validation loss (checkpoint selection) as a column
+            df = df.merge(pd.DataFrame(val_rows), on="step", how="outer").sort_values("step")
         path = out_dir / f"{job_name(run, seed)}.csv"
         with atomic_path(path) as tmp:
             df.to_csv(tmp, index=False)
@@ -157,19 +159,32 @@ def write_curves(params, out_dir: Path) -> dict[str, Path]:
 
 
 def plot_curves(curves: dict[str, Path], path: Path) -> None:
+    """One panel per job (losses of different families have different units), training loss and,
+    where recorded, the validation loss used for checkpoint selection."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    for job, csv in curves.items():
+    cols = min(4, max(1, len(curves)))
+    rows = max(1, math.ceil(len(curves) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.6 * rows), squeeze=False)
+    for ax, (job, csv) in zip(axes.flat, curves.items()):
         df = pd.read_csv(csv)
         if "loss" in df:
-            ax.plot(df["step"], df["loss"], label=job)
-    ax.set_xlabel("step")
-    ax.set_ylabel("training loss")
-    ax.legend(fontsize=7)
+            train = df.dropna(subset=["loss"])
+            ax.plot(train["step"], train["loss"], lw=1, label="train")
+        if "val_loss" in df:  # per-example validation loss: its own units, its own axis
+            val = df.dropna(subset=["val_loss"])
+            twin = ax.twinx()
+            twin.plot(val["step"], val["val_loss"], "o-", ms=3, lw=1, color="tab:orange")
+            twin.set_ylabel("val loss / example", fontsize=7, color="tab:orange")
+            twin.tick_params(labelsize=7)
+        ax.set_title(job, fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.set_ylabel("training loss", fontsize=7)
+    for ax in list(axes.flat)[len(curves):]:
+        ax.axis("off")
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
