@@ -86,10 +86,11 @@ def extractor_weights(wildcards):
 
 
 def eval_features(wildcards):
-    """For an image dataset: its cached reference features and the extractors' weights."""
+    """For an image dataset: its cached reference features and the extractors' weights. A 2-D toy
+    has none; it waits for every dataset's features, as under DVC (whose dep is artifacts/refstats)."""
     dataset = CFG["runs"][wildcards.run]["dataset"]
     if dataset not in EVAL_DATASETS:
-        return []
+        return [f"artifacts/refstats/{d}" for d in EVAL_DATASETS]
     return [f"artifacts/refstats/{dataset}"] + [weights_file(e, dataset) for e in EXTRACTORS]
 
 
