@@ -373,6 +373,9 @@ def keep_runs(copy: Path, keep: tuple[str, ...]) -> None:
         if prof and "runs" in prof:
             prof["runs"] = {k: v for k, v in prof["runs"].items() if k in keep}
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    for metrics in (copy / "metrics").glob("*.json"):  # the committed figures of the dropped runs
+        if metrics.name.rsplit("-s", 1)[0] not in keep:
+            metrics.unlink()
 
 
 @pytest.mark.slow
