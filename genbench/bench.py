@@ -7,7 +7,7 @@ For each model (its first run in params.yaml, on that run's prepared dataset and
   sample         model.sample in batches of eval.sample_batch_size       -> sample images/s
   evaluation     each likelihood kind on eval.sample_batch_size test examples -> seconds
   --scaling      one bare training step at image sides 14, 28, 56 (Glow and TARFLOW, the config of
-                 their first run; TARFLOW with 2x2 patches so every side divides): ms/step and
+                 their first run; TARFLOW with 2x2 patches, Glow with one level, so every side fits): ms/step and
                  the growth factor per doubling of the side
   --iresnet-logdet  bias and standard deviation of the i-ResNet log-determinant estimate against
                  the exact value (full Jacobian) as the series grows, on small inputs
@@ -99,7 +99,8 @@ def step_time_by_side(params, model_name: str, sides=(14, 28, 56), steps: int = 
     if not runs:
         raise GenbenchError(f"bench --scaling: no run of model {model_name!r} in params.yaml")
     spec = runs[0]
-    cfg = dict(spec.model_config, **({"patch_size": 2} if model_name == "tarflow" else {}))
+    # every side must fit the architecture: TARFLOW with 2x2 patches, Glow with one level (14 -> 7)
+    cfg = dict(spec.model_config, **({"patch_size": 2} if model_name == "tarflow" else {"levels": 1}))
     out = []
     for side in sides:
         torch.manual_seed(0)
