@@ -75,6 +75,8 @@ class EvalConfig:
     sample_batch_size: int = 500
     seed: int = 1234  # seeds sampling and likelihood estimation (offset by the training seed)
     hubness: HubnessConfig | None = None  # also score GAN samples drawn with the hubness prior
+    # extractors that score the `repeat` seeds (None: all); the first seeds always get every extractor
+    repeat_extractors: list[str] | None = None
 
 
 @dataclass
@@ -368,6 +370,9 @@ def semantic_problems(params: Params, *, check_data: bool = False) -> list[str]:
         problems.append("seeds: expected at least one seed")
     if len(set(params.seeds)) != len(params.seeds):
         problems.append(f"seeds: duplicate seeds in {params.seeds}")
+    for extractor in params.eval.repeat_extractors or []:
+        if extractor not in params.eval.extractors:
+            problems.append(f"eval.repeat_extractors: '{extractor}' is not in eval.extractors")
     for run_name in params.repeat.runs:
         if run_name not in params.runs:
             problems.append(f"repeat.runs: '{run_name}' is not in runs")

@@ -316,14 +316,21 @@ def likelihood_points(model, x: torch.Tensor, kind: str, toy: str, params: Param
     return out
 
 
-def score_samples(params: Params, run: str, dataset: str, samples: torch.Tensor, device, protocol: dict[str, Any]
-                  ) -> dict[str, Any]:
+def scoring_extractors(params: Params, seed: int) -> list[str]:
+    """Every extractor for the first seeds; `eval.repeat_extractors` (when set) for the repeat seeds."""
+    if seed in params.seeds or params.eval.repeat_extractors is None:
+        return list(params.eval.extractors)
+    return list(params.eval.repeat_extractors)
+
+
+def score_samples(params: Params, run: str, dataset: str, samples: torch.Tensor, device, protocol: dict[str, Any],
+                  extractors: list[str]) -> dict[str, Any]:
     """Images: FID / KID / precision / recall per extractor, each with its protocol. Gaussian-mixture
     toys: mode coverage and high-quality fraction. Other toys: nothing sample-based."""
     info = dataset_info(dataset)
     scores: dict[str, Any] = {}
     if info.kind == "image":
-        for extractor in params.eval.extractors:
+        for extractor in extractors:
             ref_path = refstats_path(dataset, extractor)
             ref_feats, _, _, ref_meta = fidlib.load_reference(ref_path)
             n = n_generated(params, extractor, run)
@@ -361,7 +368,7 @@ def evaluate_job(params: Params, run: str, seed: int, tracker: Tracker) -> dict[
         samples = torch.from_numpy(np.load(samples_dir(run, seed) / name)["x"])
         return score_samples(params, run, spec.dataset, samples, device, {
             "sampler": sampler, "ema": sample_record["ema"], "training_seed": seed,
-            "sampling_seed": sample_record["sampling_seed"]})
+            "sampling_seed": sample_record["sampling_seed"]}, scoring_extractors(params, seed))
 
     scores = scores_of("samples.npz", sample_record["sampler"])
     variants = {name: {"scores": scores_of(f"samples-{name}.npz", name), "sample": details}
