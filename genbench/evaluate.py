@@ -116,7 +116,7 @@ def sample_job(params: Params, run: str, seed: int, tracker: Tracker) -> dict[st
             save_grid(x[: params.report.grid_n], tmp / f"grid-{name}.png", title=f"{run} seed {seed} [{name}]")
             variants[name] = {"n": m, "seconds": secs, "images_per_s": m / max(secs, 1e-9), **details, **variant.info}
         record = {"status": "completed", "n": n, "seconds": seconds, "images_per_s": n / max(seconds, 1e-9),
-                  "sampler": getattr(model.config, "sample_mode", "default"), "ema": meta["ema"],
+                  "sampler": getattr(model, "sampler_description", getattr(model.config, "sample_mode", "default")), "ema": meta["ema"],
                   "selected_step": meta["step"], "sampling_seed": sampling_seed,
                   "dataset": spec.dataset, "device": device.type, "variants": variants}
         write_json(tmp / "sample.json", record)

@@ -102,7 +102,7 @@ def test_analytic_variance_converges_to_the_exact_optimum_on_gaussian_data():
     schedule = Schedule("linear", 100)
     d, steps = 16, [10, 40, 100]
     errors = {}
-    for m in (50, 5000):
+    for m in (100, 40000):
         g = torch.Generator().manual_seed(1)
         x0 = MEAN + STD * torch.randn(m, d, generator=g)
         gamma = gamma_moments(gaussian_eps(schedule), x0, schedule, steps, g)
@@ -118,7 +118,7 @@ def test_analytic_variance_converges_to_the_exact_optimum_on_gaussian_data():
                 assert lower <= exact <= upper
                 worst = max(worst, abs(estimate - exact) / exact)
         errors[m] = worst
-    assert errors[5000] < 0.02 and errors[5000] < errors[50]
+    assert errors[40000] < 0.05 and errors[40000] < errors[100] / 3  # error ~ 1/sqrt(M)
 
 
 def test_optimal_variance_is_the_mean_squared_error_of_the_optimal_mean():

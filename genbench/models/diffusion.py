@@ -438,6 +438,10 @@ class DDPM(GenerativeModel):
         self.register_buffer("gamma", torch.full((config.timesteps + 1,), math.nan, dtype=torch.float64))
         self.likelihood_kinds = ("vlb", "estimate") if config.ode_likelihood else ("vlb",)
 
+    @property
+    def device(self) -> torch.device:
+        return self.gamma.device
+
     # forward process and network ------------------------------------------------------------------
     def q_sample(self, x0: torch.Tensor, n: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         ab = self.schedule.alpha_bar.to(x0.device)[n].float().view(-1, *([1] * (x0.dim() - 1)))
@@ -547,6 +551,17 @@ class DDPM(GenerativeModel):
     def ode_sample(self, x_end: torch.Tensor) -> tuple[torch.Tensor, int]:
         return solve_ode(self.ode_drift, x_end, self.schedule.t_max, self.config.ode_eps,
                          rtol=self.config.ode_rtol, atol=self.config.ode_atol)
+
+    @property
+    def sampling_network_evaluations(self) -> int | None:
+        """Network evaluations per sample of the default sampler (None: adaptive, the ODE)."""
+        return None if self.config.sampler == "ode" else len(timestep_subsequence(self.config.timesteps,
+                                                                                   self.config.sampling_steps))
+
+    @property
+    def sampler_description(self) -> str:
+        skip = f" skip {self.config.skip_rho:g}" if self.config.skip_rho != 1.0 else ""
+        return f"{self.config.sampler} S={self.config.sampling_steps}{skip}"
 
     @torch.no_grad()
     def sample(self, n, generator):

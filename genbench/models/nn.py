@@ -55,7 +55,7 @@ def discretized_gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, log_scale
     """log P(x) for uint8 data under a Gaussian discretized to the 256 bins of `to_signed_unit`
     (Ho et al. 2020, eq. 13): bins of width 2/255 around the centres, the edge bins take the tails.
     Elementwise, in nats, of the DISCRETE value (computed with log Phi for stability)."""
-    y = to_signed_unit(x).to(mean.dtype)
+    y = x.to(mean.dtype) * (2.0 / 255.0) - 1.0  # to_signed_unit, in the precision of `mean`
     inv_scale = torch.exp(-log_scale)
     upper = (y - mean + 1.0 / 255.0) * inv_scale
     lower = (y - mean - 1.0 / 255.0) * inv_scale
