@@ -275,3 +275,60 @@ def test_variants_and_tables_cover_the_configured_cells():
     assert set(table) == {f"{v}_K{k}" for v in ("ddpm-beta", "ddpm-beta-tilde", "analytic-ddpm") for k in (2, 20)}
     assert all(v.shape == (3,) and torch.isfinite(v).all() and (v <= 0).all() for v in table.values())
     assert isinstance(model, DDPM)
+
+
+def test_report_tables_and_claimed_orderings(tmp_path, monkeypatch):
+    """The report's steps and NLL tables from a metrics file, with each claimed ordering judged."""
+    from types import SimpleNamespace
+
+    from genbench.io import write_json
+    from genbench.report import diffusion_sections
+
+    monkeypatch.chdir(tmp_path)
+    fid = {("ddim-eta0", 10): 30.0, ("ddim-eta0", 100): 12.0, ("ddim-eta1", 10): 60.0, ("ddim-eta1", 100): 10.0,
+           ("analytic-ddim", 10): 20.0, ("analytic-ddim", 100): 11.0}
+    variants = {f"{s}_S{k}": {"sample": {"table": "steps", "sampler": s, "steps": k},
+                              "scores": {"classifier": {"fid": v, "protocol": {"extractor": "classifier-mnist",
+                                                                                "n_gen": 200}}}}
+                for (s, k), v in fid.items()}
+    nll = {f"{kind}_K{k}": {"bits_per_dim": v, "stderr": 0.01, "n": 100}
+           for kind, row in {"ddpm-beta": {10: 3.0, 1000: 1.5}, "ddpm-beta-tilde": {10: 9.0, 1000: 1.4},
+                             "analytic-ddpm": {10: 2.0, 1000: 1.45}}.items() for k, v in row.items()}
+    write_json(tmp_path / "metrics" / "ddpm_mnist-s0.json", {"variants": variants, "nll_table": nll})
+    params = SimpleNamespace(runs={"ddpm_mnist": None}, seeds=[0], eval=SimpleNamespace(reference_split="test"))
+    text = "\n".join(diffusion_sections(params))
+    assert "| ddim-eta0 | 30.00 | 12.00 |" in text
+    assert "than eta = 1 (Song et al. 2021, Table 1) at every step count measured (10, 100): **does not hold at 100**" in text
+    assert "lower FID (classifier-mnist) than DDIM (Bao et al. 2022, Table 2) at every step count measured (10, 100): **holds**" in text
+    assert "than DDPM's with sigma^2 = beta (Bao et al. 2022, Table 1) at every step count measured (10, 1000): **holds**" in text
+    assert "sigma^2 = beta~ (Bao et al. 2022, Table 1) at every step count measured (10, 1000): **does not hold at 1000**" in text
+    assert "| analytic-ddpm | 2.000 ± 0.010 | 1.450 ± 0.010 |" in text
+    assert "Song, Meng & Ermon 2021 (DDIM), Table 1" in text
+
+
+def test_train_sample_evaluate_through_the_harness(workdir):
+    """Gamma_n estimated after training and stored in model.pt; the capped sample counts and the NLL
+    table reach the metrics file with their protocol."""
+    from genbench.cli import main
+    from genbench.io import read_json
+    from genbench.layout import metrics_path, run_dir, samples_dir
+    from genbench.train import load_trained
+
+    for stage in (["classifier", "--dataset", "mnist"], ["refstats", "--dataset", "mnist"]):
+        assert main(stage) == 0
+    for stage in ("train", "sample", "evaluate"):
+        assert main([stage, "--run", "ddpm_mnist", "--seed", "0"]) == 0
+    model, _ = load_trained(run_dir("ddpm_mnist", 0))
+    assert torch.isfinite(model.gamma[1:]).all() and (model.gamma[1:] > 0).all()
+    assert read_json(run_dir("ddpm_mnist", 0) / "outcome.json")["calibration_s"] > 0
+    record = read_json(samples_dir("ddpm_mnist", 0) / "sample.json")
+    assert record["sampler"] == "analytic-ddpm S=5" and record["variants"]["ddim-eta0_S2"]["n"] == 20
+    m = read_json(metrics_path("ddpm_mnist", 0))
+    assert m["scores"]["classifier"]["protocol"]["n_gen"] == 50  # the run's eval.n_gen cap
+    assert m["variants"]["analytic-ddim_S20"]["scores"]["classifier"]["protocol"]["n_gen"] == 20
+    assert set(m["nll_table"]) == {f"{v}_K{k}" for v in ("ddpm-beta", "ddpm-beta-tilde", "analytic-ddpm")
+                                   for k in (2, 20)}
+    assert m["likelihood"]["vlb"]["n"] == 10 and m["likelihood"]["estimate"]["n"] == 10
+    # the bound at K = T is the leaderboard's vlb: same network, same variances
+    assert m["nll_table"]["analytic-ddpm_K20"]["bits_per_dim"] == pytest.approx(m["likelihood"]["vlb"]["bits_per_dim"],
+                                                                                rel=0.05)
