@@ -333,7 +333,7 @@ class UNet(nn.Module):
 
     @contextlib.contextmanager
     def skip_scaling(self, rho_bottom: float):
-        """Within the block, the i-th skip (0 = outermost) is scaled by 1 + (rho_bottom - 1) i / (N - 1)."""
+        """Inside the `with` block, the i-th skip (0 = outermost) is scaled by 1 + (rho_bottom - 1) i / (N - 1)."""
         n = self.num_skips
         self.skip_scales = [1.0 + (rho_bottom - 1.0) * i / max(n - 1, 1) for i in range(n)]
         try:
@@ -391,7 +391,7 @@ class DDPMConfig:
     dropout: float = 0.1
     sampler: str = "analytic-ddpm"          # the leaderboard row's sampler (see SAMPLER_NAMES)
     sampling_steps: int = 100
-    clip_denoised: bool = True              # clip x0_hat into [-1, 1] while sampling (not in the bound)
+    clip_denoised: bool = True              # clip x0_hat into [-1, 1] (sampler and bound: one reverse model)
     skip_rho: float = 1.0                   # Skip-Tuning's innermost skip scale for the default sampler
     # Analytic-DPM's cap on sigma of the step into tau_1, in pixel levels (its code: 2 for analytic-ddpm
     # on the linear schedule, 1 on the cosine one and for analytic-ddim and the ddpm-beta baseline)
@@ -426,6 +426,9 @@ class DDPM(GenerativeModel):
             if name not in ("ddpm-beta", "ddpm-beta-tilde", "analytic-ddpm"):
                 raise GenbenchError(f"nll_table_variances: {name!r} is not one of ddpm-beta, ddpm-beta-tilde, "
                                     "analytic-ddpm (the bound needs the Markov forward process)")
+        for name in config.sigma_clip_pixels:
+            if name not in ("ddpm-beta", "analytic-ddpm", "analytic-ddim"):
+                raise GenbenchError(f"sigma_clip_pixels: {name!r} is not one of ddpm-beta, analytic-ddpm, analytic-ddim")
         for k in [config.sampling_steps, config.likelihood_steps, *config.steps_table, *config.nll_table]:
             timestep_subsequence(config.timesteps, k)
         c, h, w = data_shape
