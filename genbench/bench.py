@@ -4,7 +4,8 @@ For each model (its first run in params.yaml, on that run's prepared dataset and
   bare loop      training_step on in-memory batches, nothing else        -> train images/s
   harness        genbench.train.train() for the same steps (batch order, NaN check, logging,
                  EMA, validation and checkpoints as configured)          -> overhead vs bare
-  sample         model.sample in batches of eval.sample_batch_size       -> sample images/s
+  sample         model.sample in batches of eval.sample_batch_size       -> sample images/s (and, for
+                 iterative samplers — diffusion steps, Langevin steps — network evaluations per second)
   evaluation     each likelihood kind on eval.sample_batch_size test examples -> seconds
   --scaling      one bare training step at image sides 14, 28, 56 (Glow and TARFLOW, the config of
                  their first run; TARFLOW with 2x2 patches, Glow with one level, so every side fits): ms/step and
@@ -70,6 +71,8 @@ def measure(params, run: str, steps: int) -> dict:
     model = build_model(spec.model, spec.model_config, tuple(train_x.shape[1:])).eval()
     g = torch.Generator().manual_seed(0)
     n = params.eval.sample_batch_size
+    if hasattr(model, "calibrate"):  # post-training statistics the samplers need (Analytic-DPM's Gamma_n)
+        model.calibrate(train_x[:64], g)
     model.sample(min(n, 16), g)
     t0 = time.perf_counter()
     model.sample(n, g)
@@ -91,6 +94,9 @@ def measure(params, run: str, steps: int) -> dict:
         "harness_overhead_per_step_pct": 100.0 * (per_step_harness / per_step_bare - 1.0),
         "harness_wall_s": harness_wall_s,
         "sample_images_per_s": n / sample_s,
+        # iterative samplers: network evaluations (of the whole batch's images) per second while sampling
+        **({"sampling_network_evaluations": nfe, "network_evaluations_per_s": n * nfe / sample_s}
+           if (nfe := getattr(model, "sampling_network_evaluations", None)) else {}),
         "eval_seconds_per_example": {k: v / n for k, v in evals.items()},
     }
 
@@ -220,6 +226,12 @@ def main(args) -> int:
         for r in gans:
             print(f"{r['model']:<10} {r['n_critic']:>8} {r['discriminator_update_images_per_s']:>15.0f} "
                   f"{r['generator_update_images_per_s']:>15.0f} {r['train_images_per_s_bare']:>12.0f}")
+    iterative = [r for r in rows if "network_evaluations_per_s" in r]
+    if iterative:
+        print(f"\n{'sampler':<10} {'evaluations/sample':>18} {'image evaluations/s':>20} {'sample img/s':>13}")
+        for r in iterative:
+            print(f"{r['model']:<10} {r['sampling_network_evaluations']:>18} {r['network_evaluations_per_s']:>20.0f} "
+                  f"{r['sample_images_per_s']:>13.1f}")
     result: dict = {"throughput": rows}
     if getattr(args, "scaling", False):
         result["scaling"] = []

@@ -103,6 +103,14 @@ class TrainConfig:
 
 
 @dataclass
+class RunEvalConfig:
+    """Per-run caps on the evaluation's cost (slow samplers, slow likelihoods); recorded in the protocol."""
+
+    n_gen: int | None = None          # at most this many generated samples for every extractor
+    likelihood_n: int | None = None   # at most this many test examples for the likelihoods
+
+
+@dataclass
 class RunConfig:
     """One model on one dataset; trained once per seed in `seeds`."""
 
@@ -110,6 +118,7 @@ class RunConfig:
     dataset: str
     train: TrainConfig = field(default_factory=TrainConfig)
     model_config: dict[str, Any] = field(default_factory=dict)  # checked by the model's dataclass
+    eval: RunEvalConfig = field(default_factory=RunEvalConfig)
 
 
 @dataclass

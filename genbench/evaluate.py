@@ -26,6 +26,7 @@ from genbench.layout import (INCEPTION_WEIGHTS, classifier_path, job_name, metri
                              refstats_path, run_dir, samples_dir)
 from genbench.metrics import fid as fidlib
 from genbench.metrics.likelihood import nats_to_bits_per_dim
+from genbench.models import SamplerVariant
 from genbench.report import save_grid
 from genbench.tracking import Tracker
 from genbench.train import load_trained, read_outcome, select_device
@@ -50,8 +51,15 @@ def extractor_label(extractor: str, dataset: str) -> str:
     return f"classifier-{dataset}" if extractor == "classifier" else extractor
 
 
-def n_generated(params: Params, extractor: str) -> int:
-    return params.eval.extractors[extractor].n_gen
+def n_generated(params: Params, extractor: str, run: str) -> int:
+    cap = params.run(run).eval.n_gen
+    n = params.eval.extractors[extractor].n_gen
+    return n if cap is None else min(n, cap)
+
+
+def likelihood_examples(params: Params, run: str) -> int | None:
+    caps = [c for c in (params.eval.likelihood_n, params.run(run).eval.likelihood_n) if c is not None]
+    return min(caps) if caps else None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -91,7 +99,7 @@ def sample_job(params: Params, run: str, seed: int, tracker: Tracker) -> dict[st
             return record
         device = select_device(params.harness)
         model, meta = load_trained(run_dir(run, seed), device)
-        n = max([n_generated(params, e) for e in params.eval.extractors] + [params.report.grid_n])
+        n = max([n_generated(params, e, run) for e in params.eval.extractors] + [params.report.grid_n])
         sampling_seed = params.eval.seed + seed
         samples, seconds, _ = draw(lambda m, g: (model.sample(m, g), {}), n, params, sampling_seed,
                                    f"sample {job_name(run, seed)}")
@@ -99,14 +107,16 @@ def sample_job(params: Params, run: str, seed: int, tracker: Tracker) -> dict[st
         save_grid(samples[: params.report.grid_n], tmp / "grid.png", title=f"{run} seed {seed}")
         model_figures(model, params, spec.dataset, tmp, sampling_seed, title=f"{run} seed {seed}")
         variants = {}
-        # other samplers of the same network (hubness prior, latent MCMC): scored as rows of their own
-        for name, sampler in getattr(model, "sample_variants", lambda h: {})(params.eval.hubness).items():
-            x, secs, info = draw(sampler, n, params, sampling_seed, f"sample {job_name(run, seed)} [{name}]")
+        # other samplers of the same network (hubness prior, latent MCMC, diffusion's steps table): rows of their own
+        for name, variant in model.sample_variants(params.eval.hubness).items():
+            variant = variant if isinstance(variant, SamplerVariant) else SamplerVariant(variant)
+            m = n if variant.n is None else min(n, variant.n)
+            x, secs, details = draw(variant.draw, m, params, sampling_seed, f"sample {job_name(run, seed)} [{name}]")
             np.savez(tmp / f"samples-{name}.npz", x=x.numpy())
             save_grid(x[: params.report.grid_n], tmp / f"grid-{name}.png", title=f"{run} seed {seed} [{name}]")
-            variants[name] = {"n": n, "seconds": secs, "images_per_s": n / max(secs, 1e-9), **info}
+            variants[name] = {"n": m, "seconds": secs, "images_per_s": m / max(secs, 1e-9), **details, **variant.info}
         record = {"status": "completed", "n": n, "seconds": seconds, "images_per_s": n / max(seconds, 1e-9),
-                  "sampler": getattr(model.config, "sample_mode", "default"), "ema": meta["ema"],
+                  "sampler": getattr(model, "sampler_description", getattr(model.config, "sample_mode", "default")), "ema": meta["ema"],
                   "selected_step": meta["step"], "sampling_seed": sampling_seed,
                   "dataset": spec.dataset, "device": device.type, "variants": variants}
         write_json(tmp / "sample.json", record)
@@ -278,6 +288,20 @@ def likelihood_bpd(model, x: torch.Tensor, kind: str, params: Params, seed: int,
     return out
 
 
+def likelihood_table(model, x: torch.Tensor, params: Params, seed: int, device) -> dict[str, Any]:
+    """bits/dim (mean, stderr over examples) of every entry of the model's `log_likelihood_table`."""
+    generator = torch.Generator(device=device).manual_seed(params.eval.seed + seed + 31)
+    bs, parts = params.eval.sample_batch_size, {}
+    for start in tqdm(range(0, len(x), bs), desc="likelihood table", disable=not params.harness.progress):
+        for name, values in model.log_likelihood_table(x[start:start + bs].to(device), generator).items():
+            parts.setdefault(name, []).append(values.double().cpu())
+    out = {}
+    for name, values in parts.items():
+        mean, stderr = _mean_stderr(nats_to_bits_per_dim(-torch.cat(values), math.prod(x.shape[1:])))
+        out[name] = {"bits_per_dim": mean, "stderr": stderr, "n": len(x)}
+    return out
+
+
 def likelihood_points(model, x: torch.Tensor, kind: str, toy: str, params: Params, seed: int, device
                       ) -> dict[str, Any]:
     """Continuous data (2-D toys): mean NLL in nats; where the toy's density is known, also the true
@@ -299,7 +323,7 @@ def scoring_extractors(params: Params, seed: int) -> list[str]:
     return list(params.eval.repeat_extractors)
 
 
-def score_samples(params: Params, dataset: str, samples: torch.Tensor, device, protocol: dict[str, Any],
+def score_samples(params: Params, run: str, dataset: str, samples: torch.Tensor, device, protocol: dict[str, Any],
                   extractors: list[str]) -> dict[str, Any]:
     """Images: FID / KID / precision / recall per extractor, each with its protocol. Gaussian-mixture
     toys: mode coverage and high-quality fraction. Other toys: nothing sample-based."""
@@ -309,7 +333,7 @@ def score_samples(params: Params, dataset: str, samples: torch.Tensor, device, p
         for extractor in extractors:
             ref_path = refstats_path(dataset, extractor)
             ref_feats, _, _, ref_meta = fidlib.load_reference(ref_path)
-            n = n_generated(params, extractor)
+            n = n_generated(params, extractor, run)
             gen_feats = fidlib.extract_features(samples[:n], extractor, extractor_weights(extractor, dataset),
                                                 batch_size=params.eval.feature_batch_size, device=device)
             values = fidlib.metrics_from_features(gen_feats, ref_feats, kid_subsets=params.eval.kid_subsets,
@@ -342,7 +366,7 @@ def evaluate_job(params: Params, run: str, seed: int, tracker: Tracker) -> dict[
 
     def scores_of(name: str, sampler: str) -> dict[str, Any]:
         samples = torch.from_numpy(np.load(samples_dir(run, seed) / name)["x"])
-        return score_samples(params, spec.dataset, samples, device, {
+        return score_samples(params, run, spec.dataset, samples, device, {
             "sampler": sampler, "ema": sample_record["ema"], "training_seed": seed,
             "sampling_seed": sample_record["sampling_seed"]}, scoring_extractors(params, seed))
 
@@ -350,17 +374,17 @@ def evaluate_job(params: Params, run: str, seed: int, tracker: Tracker) -> dict[
     variants = {name: {"scores": scores_of(f"samples-{name}.npz", name), "sample": details}
                 for name, details in sample_record.get("variants", {}).items()}
     model, meta = load_trained(run_dir(run, seed), device)
-    likelihood = {}
+    likelihood, nll_table = {}, {}
     if model.likelihood_kinds:
         x, _ = load_split(prepared_dir(params.data.root, spec.dataset), params.eval.reference_split)
-        if params.eval.likelihood_n is not None:
-            x = x[: params.eval.likelihood_n]
+        x = x[: likelihood_examples(params, run)]
+        nll_table = likelihood_table(model, x, params, seed, device)
         for kind in model.likelihood_kinds:
             if info.kind == "points":
                 likelihood[kind] = likelihood_points(model, x, kind, toy_name(spec.dataset), params, seed, device)
             else:
                 likelihood[kind] = likelihood_bpd(model, x, kind, params, seed, device)
-    result = {**base, "scores": scores, "likelihood": likelihood, "variants": variants,
+    result = {**base, "scores": scores, "likelihood": likelihood, "variants": variants, "nll_table": nll_table,
               "train": {k: outcome[k] for k in ("steps", "selected_step", "train_time_s", "train_images_per_s",
                                                 "parameters", "device", "ema")},
               "sample": {k: sample_record[k] for k in ("n", "images_per_s", "sampler", "sampling_seed")},

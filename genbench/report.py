@@ -104,6 +104,8 @@ def collect(params) -> list[dict[str, Any]]:
                     "sample_images_per_s": m["sample"]["images_per_s"]})
         rows.append(row)
         for name, variant in m.get("variants", {}).items():
+            if variant["sample"].get("table") == "steps":  # cells of the diffusion steps table: shown there
+                continue
             rows.append({**{k: row[k] for k in ("seed", "model", "dataset", "status", "parameters",
                                                 "train_time_s", "train_images_per_s")},
                          "run": f"{run} [{name}]", **score_columns(variant["scores"]),
@@ -155,6 +157,93 @@ def wgan_div_claim(rows: list[dict[str, Any]]) -> list[str]:
                          f"**{'holds' if holds else 'does not hold'}** at this scale.")
     return ["## Claims checked", "", "WGAN-GP's best run is worse (higher FID) than WGAN-div's worst:", ""] + lines + [""] \
         if lines else []
+
+
+def _grid(title: str, cells: dict[tuple[str, int], str], note: str = "") -> list[str]:
+    """A markdown table of rows x step counts from {(row, steps): text}."""
+    rows = list(dict.fromkeys(r for r, _ in cells))
+    steps = sorted({k for _, k in cells})
+    out = [f"**{title}**" + (f" — {note}" if note else ""), "", "| | " + " | ".join(str(k) for k in steps) + " |",
+           "|---|" + "---|" * len(steps)]
+    out += ["| " + r + " | " + " | ".join(cells.get((r, k), "—") for k in steps) + " |" for r in rows]
+    return out + [""]
+
+
+def _ordering(label: str, better: dict[int, float], worse: dict[int, float]) -> str:
+    common = sorted(set(better) & set(worse))
+    if not common:
+        return ""
+    fails = [k for k in common if not better[k] < worse[k]]
+    verdict = "holds" if not fails else f"does not hold at {', '.join(map(str, fails))}"
+    return f"- {label} at every step count measured ({', '.join(map(str, common))}): **{verdict}** at this scale."
+
+
+def diffusion_sections(params) -> list[str]:
+    """The steps table (FID against S per sampler) and the NLL table (bits/dim against K per reverse
+    variance) of every diffusion run's first seed, beside the papers' CIFAR-10 tables, with the
+    orderings those papers claim checked on the measured numbers."""
+    from genbench.references import (ANALYTIC_DPM_TABLE1_CIFAR10_NLL, ANALYTIC_DPM_TABLE2_CIFAR10_FID,
+                                     DDIM_TABLE1_CIFAR10_FID)
+
+    md: list[str] = []
+    for run in params.runs:
+        path = metrics_path(run, params.seeds[0])
+        if not path.exists():
+            continue
+        m = read_json(path)
+        steps_cells = {name: v for name, v in m.get("variants", {}).items() if v["sample"].get("table") == "steps"}
+        nll = m.get("nll_table") or {}
+        if not steps_cells and not nll:
+            continue
+        md += [f"## Diffusion studies: {job_name(run, params.seeds[0])}", ""]
+        for extractor in dict.fromkeys(e for v in steps_cells.values() for e in v["scores"]):
+            fid, cells, n_gen = {}, {}, set()
+            for v in steps_cells.values():
+                sc = v["scores"].get(extractor)
+                if sc is None:
+                    continue
+                key = (v["sample"]["sampler"], int(v["sample"]["steps"]))
+                fid[key] = sc["fid"]
+                cells[key] = f"{sc['fid']:.2f}"
+                n_gen.add(sc["protocol"]["n_gen"])
+            label = next(iter(steps_cells.values()))["scores"][extractor]["protocol"]["extractor"]
+            md += _grid(f"FID ({label}) against sampling steps S", cells,
+                        f"{'/'.join(map(str, sorted(n_gen)))} generated samples per cell vs the "
+                        f"{params.eval.reference_split} split")
+            by = lambda sampler: {k: v for (s_, k), v in fid.items() if s_ == sampler}  # noqa: E731
+            md += [line for line in (
+                _ordering(f"DDIM (eta = 0) has a lower FID ({label}) than eta = 1 (Song et al. 2021, Table 1)",
+                          by("ddim-eta0"), by("ddim-eta1")),
+                _ordering(f"Analytic-DDIM has a lower FID ({label}) than DDIM (Bao et al. 2022, Table 2)",
+                          by("analytic-ddim"), by("ddim-eta0"))) if line] + [""]
+        if nll:
+            cells, bpd = {}, {}
+            for name, v in nll.items():
+                kind, k = name.rsplit("_K", 1)
+                bpd[(kind, int(k))] = v["bits_per_dim"]
+                cells[(kind, int(k))] = f"{v['bits_per_dim']:.3f} ± {v['stderr']:.3f}"
+            n = next(iter(nll.values()))["n"]
+            md += _grid("NLL bound (bits/dim) against the number of steps K", cells,
+                        f"{n} {params.eval.reference_split} images, discretized decoder, even sub-sequence")
+            by = lambda kind: {k: v for (s_, k), v in bpd.items() if s_ == kind}  # noqa: E731
+            md += [line for line in (
+                _ordering("Analytic-DDPM's bound is lower than DDPM's with sigma^2 = beta (Bao et al. 2022, Table 1)",
+                          by("analytic-ddpm"), by("ddpm-beta")),
+                _ordering("Analytic-DDPM's bound is lower than DDPM's with sigma^2 = beta~ (Bao et al. 2022, Table 1)",
+                          by("analytic-ddpm"), by("ddpm-beta-tilde"))) if line] + [""]
+        skip = {name: v for name, v in m.get("variants", {}).items() if v["sample"].get("table") == "skip"}
+        if skip:
+            md += ["**Skip-Tuning** (DDIM eta = 0, 10 steps; innermost skip scaled by rho, linear to 1 at the top):", ""]
+            for name, v in skip.items():
+                md.append(f"- rho = {v['sample']['rho_bottom']:g}: " + ", ".join(
+                    f"FID ({sc['protocol']['extractor']}) {sc['fid']:.2f}" for sc in v["scores"].values()))
+            md.append("")
+    if md:
+        md += ["Published CIFAR-10 tables (32x32, models trained for days on GPUs; the orderings, not the values, "
+               "are what transfers):", ""]
+        for table in (DDIM_TABLE1_CIFAR10_FID, ANALYTIC_DPM_TABLE2_CIFAR10_FID, ANALYTIC_DPM_TABLE1_CIFAR10_NLL):
+            md += _grid(table["source"], {(r, k): f"{v:g}" for r, row in table["rows"].items() for k, v in row.items()})
+    return md
 
 
 def _markdown_table(df: pd.DataFrame) -> str:
@@ -261,6 +350,10 @@ def build(params, out_dir: Path | None = None) -> pd.DataFrame:
         html_parts += [f"<h2>{html.escape(dataset)}</h2>", _markdown_to_html(_markdown_table(group))]
     claim = wgan_div_claim(rows)
     md += claim
+    studies = diffusion_sections(params)
+    md += studies
+    if studies:
+        html_parts += [f"<pre>{html.escape(chr(10).join(studies))}</pre>"]
     if claim:
         html_parts += ["<h2>Claims checked</h2>", "<ul>"] + [f"<li>{html.escape(c[2:])}</li>" for c in claim
                                                               if c.startswith("- ")] + ["</ul>"]

@@ -8,7 +8,8 @@ rows are buffered and appended to `stats.jsonl` (and MLflow) at each checkpoint,
 matches the checkpoint. A NaN/inf loss stops the run with outcome "diverged at step N".
 
 Files in run_dir: config.json, checkpoint.pt (last, for resume), model.pt (the checkpoint selected
-on the validation split: weights + config), stats.jsonl, outcome.json (written last).
+on the validation split: weights + config; models with a `calibrate` step — Analytic-DPM's moments —
+have it run on the selected weights before the outcome is written), stats.jsonl, outcome.json (written last).
 """
 from __future__ import annotations
 
@@ -293,11 +294,23 @@ def train(job: Job, run_dir: Path, *, tracker: Tracker | None = None, stop_after
         val = validate(cfg.steps)
         if not select_last:
             pending.append({"step": cfg.steps, "val_loss": val})
+    calibration_s = None
+    if hasattr(model, "calibrate"):  # statistics of the selected network (Analytic-DPM's Gamma_n), stored with it
+        t0 = time.perf_counter()
+        blob = torch.load(run_dir / "model.pt", map_location=device, weights_only=False)
+        selected = build_model(job.spec.model, job.spec.model_config, tuple(info.shape)).to(device)
+        selected.load_state_dict(blob["state_dict"])
+        selected.calibrate(train_x, torch.Generator(device=device).manual_seed(job.seed + 104_729),
+                           progress=job.harness.progress)
+        blob["state_dict"] = selected.state_dict()
+        with atomic_path(run_dir / "model.pt") as tmp:
+            torch.save(blob, tmp)
+        calibration_s = time.perf_counter() - t0
     n_params = sum(p.numel() for p in model.parameters())
     return finish({
         "status": "completed", "steps": cfg.steps, "selected_step": state["best_step"],
         "selected_val_loss": None if select_last else state["best_val"],
         "checkpoint_selection": "last" if select_last else "best on validation", "train_time_s": state["train_time_s"],
         "train_images_per_s": cfg.steps * cfg.batch_size / max(state["train_time_s"], 1e-9),
-        "parameters": n_params, "device": device.type, "ema": ema is not None,
+        "parameters": n_params, "device": device.type, "ema": ema is not None, "calibration_s": calibration_s,
     })

@@ -65,3 +65,8 @@ def test_bench_prints_throughput_and_overhead(workdir):
     assert gan["model"] == "sgan" and gan["n_critic"] == 2 and gan["eval_seconds_per_example"] == {}
     assert gan["discriminator_update_images_per_s"] > 0 and gan["generator_update_images_per_s"] > 0
     assert "D update img/s" in proc.stdout
+    # iterative samplers: network evaluations per second (diffusion steps, Langevin steps)
+    assert rows["ddpm"]["sampling_network_evaluations"] == 5 and rows["ddpm"]["network_evaluations_per_s"] > 0
+    assert rows["igebm"]["sampling_network_evaluations"] == 2 and rows["igebm"]["network_evaluations_per_s"] > 0
+    assert set(rows["ddpm"]["eval_seconds_per_example"]) == {"vlb", "estimate"}
+    assert "image evaluations/s" in proc.stdout

@@ -21,6 +21,9 @@ TINY = {
     "tarflow": {"patch_size": 7, "blocks": 2, "width": 16, "layers_per_block": 1, "heads": 2},
     **{gan: {"latent_dim": 8, "hidden": 8} for gan in ("sgan", "wgan_gp", "wgan_div", "gan_qp", "ogan")},
     "meg": {"latent_dim": 8, "hidden": 8, "mcmc_steps": 2},
+    "igebm": {"hidden": 8, "langevin_steps": 2, "buffer_size": 64, "sample_steps": 2},
+    "ddpm": {"channels": 8, "channel_mults": [1, 2], "timesteps": 20, "sampling_steps": 5, "likelihood_steps": 20,
+             "steps_table": [2], "nll_table": [2], "gamma_samples": 4, "ode_rtol": 1e-2, "ode_atol": 1e-2},
 }
 SHAPE = {"image": (1, 28, 28)}
 
@@ -28,7 +31,10 @@ SHAPE = {"image": (1, 28, 28)}
 def make(name: str, seed: int = 0):
     torch.manual_seed(seed)
     spec = MODELS[name]
-    return build_model(name, TINY[name], SHAPE[spec.data_kinds[0]])
+    model = build_model(name, TINY[name], SHAPE[spec.data_kinds[0]])
+    if hasattr(model, "calibrate"):  # post-training statistics (Analytic-DPM's Gamma_n), as the trainer does
+        model.calibrate(batch(model.data_shape), torch.Generator().manual_seed(seed))
+    return model
 
 
 def batch(shape, n=8, seed=0):

@@ -371,7 +371,7 @@ def keep_runs(copy: Path, keep: tuple[str, ...], repeat: tuple[str, ...] = ()) -
     path = copy / "params.yaml"
     raw = yaml.safe_load(path.read_text())
     raw["runs"] = {k: v for k, v in raw["runs"].items() if k in keep}
-    raw["repeat"]["runs"] = [r for r in raw["repeat"]["runs"] if r in repeat]
+    raw["repeat"]["runs"] = list(repeat)
     for prof in raw["profiles"].values():
         if prof and "runs" in prof:
             prof["runs"] = {k: v for k, v in prof["runs"].items() if k in keep}

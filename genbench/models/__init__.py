@@ -6,7 +6,7 @@ per-example log-likelihood in nats tagged with its kind (see genbench.metrics.li
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
@@ -76,9 +76,30 @@ class GenerativeModel(nn.Module):
         """Per-example log-likelihood (or its bound) of uint8 data, in nats, of the discrete data."""
         raise GenbenchError(f"{type(self).__name__} has no likelihood of kind {kind!r}")
 
+    @torch.no_grad()
+    def log_likelihood_table(self, x: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """Named per-example log-likelihood bounds of a study (diffusion: the bound per variance and
+        number of steps), reported as a table beside the leaderboard; none by default."""
+        return {}
+
+    def sample_variants(self, hubness) -> dict[str, "SamplerVariant | Callable"]:
+        """Other samplers of the trained model, each scored as a row of its own; none by default."""
+        return {}
+
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
+
+
+@dataclass(frozen=True)
+class SamplerVariant:
+    """Another sampler of a trained model, scored as a row of its own (`run [name]`): `draw(n, generator)
+    -> (samples, numeric details)`; `n` caps its sample count (None: as many as the extractors use);
+    `info` is stored with its scores (e.g. which table cell it fills)."""
+
+    draw: Callable[[int, torch.Generator], tuple[torch.Tensor, dict]]
+    n: int | None = None
+    info: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -119,4 +140,4 @@ def build_model(name: str, model_config: dict, data_shape: tuple[int, ...]) -> G
 
 
 # Importing a family module registers its models.
-from genbench.models import flows, fvae, gans, vae  # noqa: E402,F401
+from genbench.models import diffusion, ebm, flows, fvae, gans, vae  # noqa: E402,F401

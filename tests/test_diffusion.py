@@ -1,0 +1,334 @@
+"""Diffusion: the forward process in closed form, DDIM's eta family, Analytic-DPM's optimal variance on
+Gaussian data (where it is known exactly), the bound and the samplers under an exact network, the
+adaptive ODE solver and the instantaneous change of variables on linear fields, Skip-Tuning."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from genbench import GenbenchError
+from genbench.models import build_model
+from genbench.models.diffusion import (DDPM, Schedule, analytic_variance, analytic_variance_bounds, beta_tilde,
+                                       ddim_lambda2, gamma_moments, ode_log_likelihood, parse_sampler, solve_ode,
+                                       timestep_subsequence, x0_coefficient)
+from genbench.models.nn import discretized_gaussian_log_prob, to_signed_unit
+
+TINY = {"channels": 8, "channel_mults": [1, 2], "timesteps": 20, "sampling_steps": 5, "likelihood_steps": 20,
+        "steps_table": [2, 20], "nll_table": [2, 20], "gamma_samples": 4, "ode_rtol": 1e-2, "ode_atol": 1e-2}
+
+
+@pytest.mark.parametrize("kind", ["linear", "cosine"])
+def test_closed_form_marginal_matches_the_iterated_forward_process(kind):
+    """q(x_n | x_0) = N(sqrt(ab_n) x_0, (1 - ab_n) I) against x_n = sqrt(1 - beta_n) x_{n-1} + sqrt(beta_n) eps."""
+    schedule = Schedule(kind, 200)
+    ab = schedule.alpha_bar
+    betas = 1 - ab[1:] / ab[:-1]
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.tensor([0.7, -0.3], dtype=torch.float64).repeat(100_000, 1)
+    x, var = x0.clone(), 0.0
+    for n in range(1, 201):
+        x = (1 - betas[n - 1]).sqrt() * x + betas[n - 1].sqrt() * torch.randn(x.shape, generator=g, dtype=torch.float64)
+        var = (1 - float(betas[n - 1])) * var + float(betas[n - 1])  # exact variance recursion
+        assert var == pytest.approx(1 - float(ab[n]), rel=1e-9, abs=1e-12)
+        if n in (1, 50, 200):
+            torch.testing.assert_close(x.mean(0), ab[n].sqrt() * x0[0], atol=5e-3 * math.sqrt(1 - float(ab[n])) * 5, rtol=0)
+            torch.testing.assert_close(x.var(0), torch.full((2,), 1 - float(ab[n]), dtype=torch.float64),
+                                       rtol=0.02, atol=1e-6)
+
+
+def test_schedules_match_their_papers():
+    lin = Schedule("linear", 1000)
+    assert 1 - lin[1] == pytest.approx(1e-4) and lin[1000] == pytest.approx(4.04e-5, rel=0.02)
+    cos = Schedule("cosine", 1000)
+    f = lambda n: math.cos((n / 1000 + 0.008) / 1.008 * math.pi / 2) ** 2  # noqa: E731
+    assert cos[500] == pytest.approx(f(500) / f(0), rel=1e-12)
+    # the continuous-time process the ODE uses agrees with the discrete steps
+    for n in (100, 500, 900):
+        # (linear: the integral of beta(t) vs the sum of -log(1 - beta_n): close, not equal)
+        assert float(lin.log_alpha_bar_at(torch.tensor(n / 1000.0))) == pytest.approx(math.log(lin[n]), abs=0.06)
+        assert math.exp(float(cos.log_alpha_bar_at(torch.tensor(n / 1000.0, dtype=torch.float64)))) == pytest.approx(cos[n], rel=1e-9)
+
+
+def test_subsequences_are_even_and_end_at_T():
+    assert timestep_subsequence(1000, 1000) == list(range(1, 1001))
+    taus = timestep_subsequence(1000, 10)
+    assert len(taus) == 10 and taus[0] == 1 and taus[-1] == 1000
+    with pytest.raises(GenbenchError):
+        timestep_subsequence(10, 11)
+
+
+def test_ddim_with_eta_one_reproduces_the_ddpm_posterior():
+    """DDIM eq. 16 with eta = 1: variance beta~_t = beta_t (1 - ab_{t-1}) / (1 - ab_t) and the mean of DDPM eq. 7."""
+    schedule = Schedule("linear", 1000)
+    g = torch.Generator().manual_seed(0)
+    for t in (2, 10, 500, 1000):
+        ab_t, ab_s = schedule[t], schedule[t - 1]
+        beta_t = 1 - ab_t / ab_s
+        assert ddim_lambda2(ab_t, ab_s, 1.0) == pytest.approx(beta_t * (1 - ab_s) / (1 - ab_t), rel=1e-12)
+        assert ddim_lambda2(ab_t, ab_s, 0.0) == 0.0
+        x0, eps = torch.randn(5, generator=g, dtype=torch.float64), torch.randn(5, generator=g, dtype=torch.float64)
+        xt = math.sqrt(ab_t) * x0 + math.sqrt(1 - ab_t) * eps
+        lam2 = ddim_lambda2(ab_t, ab_s, 1.0)
+        generalised = math.sqrt(ab_s) * x0 + math.sqrt(1 - ab_s - lam2) * eps
+        ddpm = math.sqrt(ab_s) * beta_t / (1 - ab_t) * x0 + math.sqrt(1 - beta_t) * (1 - ab_s) / (1 - ab_t) * xt
+        torch.testing.assert_close(generalised, ddpm, rtol=1e-9, atol=1e-12)
+
+
+def test_sampler_names():
+    assert parse_sampler("ddim-eta0.5") == ("ddim", 0.5)
+    assert parse_sampler("analytic-ddpm") == ("analytic-ddpm", None)
+    with pytest.raises(GenbenchError, match="unknown diffusion sampler"):
+        parse_sampler("ddim-fast")
+
+
+# --------------------------------------------------------------------------------------------------
+# Analytic-DPM on Gaussian data: the optimal reverse variance is known in closed form
+# --------------------------------------------------------------------------------------------------
+MEAN, STD = 0.2, 0.5  # x_0 ~ N(MEAN, STD^2 I)
+
+
+def gaussian_eps(schedule: Schedule):
+    """The Bayes-optimal noise prediction E[eps | x_n] for x_0 ~ N(MEAN, STD^2 I)."""
+    def eps(x: torch.Tensor, n) -> torch.Tensor:
+        ab = schedule[int(n)]
+        return math.sqrt(1 - ab) * (x - math.sqrt(ab) * MEAN) / (ab * STD**2 + 1 - ab)
+    return eps
+
+
+def test_analytic_variance_converges_to_the_exact_optimum_on_gaussian_data():
+    schedule = Schedule("linear", 100)
+    d, steps = 16, [10, 40, 100]
+    errors = {}
+    for m in (100, 40000):
+        g = torch.Generator().manual_seed(1)
+        x0 = MEAN + STD * torch.randn(m, d, generator=g)
+        gamma = gamma_moments(gaussian_eps(schedule), x0, schedule, steps, g)
+        worst = 0.0
+        for t in steps:
+            ab_t, ab_s = schedule[t], schedule[t - 1]
+            posterior_var = STD**2 * (1 - ab_t) / (ab_t * STD**2 + 1 - ab_t)  # Var(x_0 | x_t), per dimension
+            assert gamma[t] == pytest.approx((1 - ab_t) / (ab_t * STD**2 + 1 - ab_t), rel=0.1)
+            for lam2 in (0.0, beta_tilde(ab_t, ab_s)):
+                exact = lam2 + x0_coefficient(ab_t, ab_s, lam2) ** 2 * posterior_var
+                estimate = analytic_variance(ab_t, ab_s, lam2, gamma[t])
+                lower, upper = analytic_variance_bounds(ab_t, ab_s, lam2, data_half_range=3.0)
+                assert lower <= exact <= upper
+                worst = max(worst, abs(estimate - exact) / exact)
+        errors[m] = worst
+    assert errors[40000] < 0.05 and errors[40000] < errors[100] / 3  # error ~ 1/sqrt(M)
+
+
+def test_optimal_variance_is_the_mean_squared_error_of_the_optimal_mean():
+    """Theorem 1 checked by brute force: draw x_0, x_t, x_s ~ q_lambda(x_s | x_t, x_0) and measure
+    E (x_s - mu*(x_t))^2 with the Bayes-optimal mean; it equals the analytic sigma*^2."""
+    schedule = Schedule("linear", 100)
+    eps_fn = gaussian_eps(schedule)
+    g = torch.Generator().manual_seed(2)
+    t, s = 60, 30
+    ab_t, ab_s = schedule[t], schedule[s]
+    x0 = MEAN + STD * torch.randn(400_000, generator=g, dtype=torch.float64)
+    xt = math.sqrt(ab_t) * x0 + math.sqrt(1 - ab_t) * torch.randn(x0.shape, generator=g, dtype=torch.float64)
+    gamma = float(eps_fn(xt, t).pow(2).mean())
+    for lam2 in (0.0, beta_tilde(ab_t, ab_s)):
+        coef = math.sqrt(1 - ab_s - lam2)
+        xs = (math.sqrt(ab_s) * x0 + coef * (xt - math.sqrt(ab_t) * x0) / math.sqrt(1 - ab_t)
+              + math.sqrt(lam2) * torch.randn(x0.shape, generator=g, dtype=torch.float64))
+        e = eps_fn(xt, t)
+        x0_hat = (xt - math.sqrt(1 - ab_t) * e) / math.sqrt(ab_t)
+        mu = math.sqrt(ab_s) * x0_hat + coef * e
+        assert float((xs - mu).pow(2).mean()) == pytest.approx(analytic_variance(ab_t, ab_s, lam2, gamma), rel=0.01)
+
+
+# --------------------------------------------------------------------------------------------------
+# The bound and the samplers with an exact network (all data at one image x*)
+# --------------------------------------------------------------------------------------------------
+class PointMassEps(nn.Module):
+    """eps(x_n, n) exact for data concentrated on one image x* (then x0_hat = x* at every step)."""
+
+    def __init__(self, schedule: Schedule, x_star: torch.Tensor):
+        super().__init__()
+        self.schedule, self.x_star = schedule, x_star
+
+    def forward(self, x, n):
+        ab = self.schedule.alpha_bar[n.round().long()].float().view(-1, 1, 1, 1)
+        return (x - ab.sqrt() * self.x_star) / (1 - ab).sqrt()
+
+
+def point_mass_model(sampler="ddim-eta0"):
+    model = build_model("ddpm", {**TINY, "sampler": sampler, "timesteps": 50, "sampling_steps": 7,
+                                 "clip_denoised": False}, (1, 4, 4))
+    x = torch.randint(0, 256, (1, 1, 4, 4), generator=torch.Generator().manual_seed(3), dtype=torch.uint8)
+    model.net = PointMassEps(model.schedule, to_signed_unit(x)[0])
+    return model, x
+
+
+@pytest.mark.parametrize("sampler", ["ddim-eta0", "ddim-eta1", "ddpm-beta", "analytic-ddim", "analytic-ddpm"])
+def test_every_sampler_returns_the_point_mass_under_the_exact_network(sampler):
+    model, x = point_mass_model(sampler)
+    model.calibrate(x.repeat(8, 1, 1, 1), torch.Generator().manual_seed(0))
+    assert model.gamma[1:].sub(1).abs().max() < 0.5  # ||eps||^2 / d ~ 1 for exact noise predictions
+    out = model.sample(6, torch.Generator().manual_seed(0))
+    assert torch.equal(out, x.expand(6, -1, -1, -1))  # x0_hat = x* at every step, and the last step outputs it
+
+
+def test_bound_with_the_exact_network_is_prior_plus_decoder_plus_variance_mismatch():
+    model, x = point_mass_model()
+    model.calibrate(x.repeat(8, 1, 1, 1), torch.Generator().manual_seed(0))
+    kinds = ["ddpm-beta", "ddpm-beta-tilde", "analytic-ddpm"]
+    bounds = model.variational_bounds(x, 10, kinds, torch.Generator().manual_seed(0))
+    d, taus = x[0].numel(), timestep_subsequence(50, 10)
+    x0 = to_signed_unit(x).double()
+    ab_T = model.schedule[50]
+    prior = 0.5 * (ab_T * float(x0.pow(2).sum()) + d * (-ab_T - math.log(1 - ab_T)))
+    log_var = math.log(model.decoder_variance(taus))
+    decoder = float(discretized_gaussian_log_prob(x, x0, torch.full(x0.shape, 0.5 * log_var, dtype=torch.float64)).sum())
+    for kind in kinds:  # x0_hat = x*: the KL terms keep only the variance mismatch
+        mismatch = 0.0
+        for k in range(1, len(taus)):
+            lam2, sigma2 = model.variances(kind, None, taus[k], taus[k - 1], taus)
+            mismatch += 0.5 * d * (math.log(sigma2 / lam2) + lam2 / sigma2 - 1)
+        assert float(-bounds[kind]) == pytest.approx(prior + mismatch - decoder, rel=1e-5)
+    assert float(-bounds["ddpm-beta-tilde"]) <= float(-bounds["ddpm-beta"])
+
+
+def test_discretized_gaussian_is_a_distribution_over_256_bins():
+    values = torch.arange(256, dtype=torch.uint8)
+    for mean, log_scale in ((0.0, -2.0), (0.7, -6.0), (-0.99, -4.0), (0.3, 1.0), (0.5, -9.0)):
+        logp = discretized_gaussian_log_prob(values, torch.full((256,), mean, dtype=torch.float64),
+                                             torch.full((256,), log_scale, dtype=torch.float64))
+        assert float(torch.logsumexp(logp, 0)) == pytest.approx(0.0, abs=1e-9)
+
+
+# --------------------------------------------------------------------------------------------------
+# ODE solver and the instantaneous change of variables
+# --------------------------------------------------------------------------------------------------
+def linear_field():
+    a = torch.tensor([[-0.5, 1.0, 0.0], [-1.0, -0.2, 0.3], [0.1, 0.0, 0.4]], dtype=torch.float64)
+    return a, (lambda t, x: x @ a.T)
+
+
+def test_dormand_prince_solves_a_linear_system_to_tolerance():
+    a, f = linear_field()
+    y0 = torch.randn(4, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    for t0, t1 in ((0.0, 2.0), (1.5, 0.2)):
+        y1, nfe = solve_ode(f, y0, t0, t1, rtol=1e-8, atol=1e-8)
+        torch.testing.assert_close(y1, y0 @ torch.linalg.matrix_exp(a * (t1 - t0)).T, rtol=1e-6, atol=1e-7)
+        assert nfe < 2000
+
+
+def test_ode_log_likelihood_of_a_linear_field_is_exact():
+    """x(t1) = exp(A (t1 - t0)) x(t0): log p_t0(x) = log N(x(t1)) + tr(A) (t1 - t0) (det exp A = exp tr A)."""
+    a, f = linear_field()
+    x = torch.randn(6, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    prior = lambda z: -0.5 * (z**2 + math.log(2 * math.pi)).sum(1)  # noqa: E731
+    exact = prior(x @ torch.linalg.matrix_exp(a * 1.2).T) + float(torch.trace(a)) * 1.2
+    log_p, _ = ode_log_likelihood(f, x, 0.0, 1.2, prior, None, rtol=1e-8, atol=1e-8)
+    torch.testing.assert_close(log_p, exact, rtol=1e-6, atol=1e-6)
+    # Hutchinson: unbiased for the trace, so the average over probes converges to the exact value
+    g = torch.Generator().manual_seed(2)
+    probes = torch.randint(0, 2, (4000, 3), generator=g, dtype=torch.float64) * 2 - 1
+    many, _ = ode_log_likelihood(f, x[:1].expand(4000, 3).clone(), 0.0, 1.2, prior, probes, rtol=1e-8, atol=1e-8)
+    assert float(many.mean()) == pytest.approx(float(exact[0]), abs=0.03)
+    assert float(many.std()) > 0.01  # the probes do vary
+
+
+# --------------------------------------------------------------------------------------------------
+# The model in the harness
+# --------------------------------------------------------------------------------------------------
+def test_skip_tuning_scales_skips_linearly_and_restores_them():
+    model = build_model("ddpm", TINY, (1, 28, 28)).eval()
+    x = torch.randn(2, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    base = model.eps(x, 5)
+    with model.net.skip_scaling(0.5):
+        scales = model.net.skip_scales
+        assert scales[0] == 1.0 and scales[-1] == 0.5 and len(scales) == model.net.num_skips
+        assert all(b < a for a, b in zip(scales, scales[1:]))
+        assert not torch.allclose(model.eps(x, 5), base)
+    assert model.net.skip_scales is None and torch.equal(model.eps(x, 5), base)
+    with model.net.skip_scaling(1.0):
+        assert torch.equal(model.eps(x, 5), base)
+
+
+def test_analytic_sampler_without_calibration_is_a_clear_error():
+    model = build_model("ddpm", TINY, (1, 28, 28)).eval()
+    with pytest.raises(GenbenchError, match="Gamma_n"):
+        model.sample(2, torch.Generator().manual_seed(0))
+
+
+def test_bad_sampler_names_are_refused_at_build_time():
+    with pytest.raises(GenbenchError, match="unknown diffusion sampler"):
+        build_model("ddpm", {**TINY, "steps_table_samplers": ["ddim-eta0", "euler"]}, (1, 28, 28))
+    with pytest.raises(GenbenchError, match="Markov forward process"):
+        build_model("ddpm", {**TINY, "nll_table_variances": ["analytic-ddim"]}, (1, 28, 28))
+
+
+def test_variants_and_tables_cover_the_configured_cells():
+    model = build_model("ddpm", {**TINY, "skip_tuning": [0.8]}, (1, 28, 28)).eval()
+    names = set(model.sample_variants(None))
+    assert {"ddim-eta0_S2", "ddim-eta1_S20", "analytic-ddim_S20", "ddim-eta0_S10_skip0.8", "ode"} <= names
+    x = torch.randint(0, 256, (3, 1, 28, 28), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    model.calibrate(x, torch.Generator().manual_seed(0))
+    table = model.log_likelihood_table(x, torch.Generator().manual_seed(0))
+    assert set(table) == {f"{v}_K{k}" for v in ("ddpm-beta", "ddpm-beta-tilde", "analytic-ddpm") for k in (2, 20)}
+    assert all(v.shape == (3,) and torch.isfinite(v).all() and (v <= 0).all() for v in table.values())
+    assert isinstance(model, DDPM)
+
+
+def test_report_tables_and_claimed_orderings(tmp_path, monkeypatch):
+    """The report's steps and NLL tables from a metrics file, with each claimed ordering judged."""
+    from types import SimpleNamespace
+
+    from genbench.io import write_json
+    from genbench.report import diffusion_sections
+
+    monkeypatch.chdir(tmp_path)
+    fid = {("ddim-eta0", 10): 30.0, ("ddim-eta0", 100): 12.0, ("ddim-eta1", 10): 60.0, ("ddim-eta1", 100): 10.0,
+           ("analytic-ddim", 10): 20.0, ("analytic-ddim", 100): 11.0}
+    variants = {f"{s}_S{k}": {"sample": {"table": "steps", "sampler": s, "steps": k},
+                              "scores": {"classifier": {"fid": v, "protocol": {"extractor": "classifier-mnist",
+                                                                                "n_gen": 200}}}}
+                for (s, k), v in fid.items()}
+    nll = {f"{kind}_K{k}": {"bits_per_dim": v, "stderr": 0.01, "n": 100}
+           for kind, row in {"ddpm-beta": {10: 3.0, 1000: 1.5}, "ddpm-beta-tilde": {10: 9.0, 1000: 1.4},
+                             "analytic-ddpm": {10: 2.0, 1000: 1.45}}.items() for k, v in row.items()}
+    write_json(tmp_path / "metrics" / "ddpm_mnist-s0.json", {"variants": variants, "nll_table": nll})
+    params = SimpleNamespace(runs={"ddpm_mnist": None}, seeds=[0], eval=SimpleNamespace(reference_split="test"))
+    text = "\n".join(diffusion_sections(params))
+    assert "| ddim-eta0 | 30.00 | 12.00 |" in text
+    assert "than eta = 1 (Song et al. 2021, Table 1) at every step count measured (10, 100): **does not hold at 100**" in text
+    assert "lower FID (classifier-mnist) than DDIM (Bao et al. 2022, Table 2) at every step count measured (10, 100): **holds**" in text
+    assert "than DDPM's with sigma^2 = beta (Bao et al. 2022, Table 1) at every step count measured (10, 1000): **holds**" in text
+    assert "sigma^2 = beta~ (Bao et al. 2022, Table 1) at every step count measured (10, 1000): **does not hold at 1000**" in text
+    assert "| analytic-ddpm | 2.000 ± 0.010 | 1.450 ± 0.010 |" in text
+    assert "Song, Meng & Ermon 2021 (DDIM), Table 1" in text
+
+
+def test_train_sample_evaluate_through_the_harness(workdir):
+    """Gamma_n estimated after training and stored in model.pt; the capped sample counts and the NLL
+    table reach the metrics file with their protocol."""
+    from genbench.cli import main
+    from genbench.io import read_json
+    from genbench.layout import metrics_path, run_dir, samples_dir
+    from genbench.train import load_trained
+
+    for stage in (["classifier", "--dataset", "mnist"], ["refstats", "--dataset", "mnist"]):
+        assert main(stage) == 0
+    for stage in ("train", "sample", "evaluate"):
+        assert main([stage, "--run", "ddpm_mnist", "--seed", "0"]) == 0
+    model, _ = load_trained(run_dir("ddpm_mnist", 0))
+    assert torch.isfinite(model.gamma[1:]).all() and (model.gamma[1:] > 0).all()
+    assert read_json(run_dir("ddpm_mnist", 0) / "outcome.json")["calibration_s"] > 0
+    record = read_json(samples_dir("ddpm_mnist", 0) / "sample.json")
+    assert record["sampler"] == "analytic-ddpm S=5" and record["variants"]["ddim-eta0_S2"]["n"] == 20
+    m = read_json(metrics_path("ddpm_mnist", 0))
+    assert m["scores"]["classifier"]["protocol"]["n_gen"] == 50  # the run's eval.n_gen cap
+    assert m["variants"]["analytic-ddim_S20"]["scores"]["classifier"]["protocol"]["n_gen"] == 20
+    assert set(m["nll_table"]) == {f"{v}_K{k}" for v in ("ddpm-beta", "ddpm-beta-tilde", "analytic-ddpm")
+                                   for k in (2, 20)}
+    assert m["likelihood"]["vlb"]["n"] == 10 and m["likelihood"]["estimate"]["n"] == 10
+    # the bound at K = T is the leaderboard's vlb: same network, same variances
+    assert m["nll_table"]["analytic-ddpm_K20"]["bits_per_dim"] == pytest.approx(m["likelihood"]["vlb"]["bits_per_dim"],
+                                                                                rel=0.05)
