@@ -178,6 +178,11 @@ def _ordering(label: str, better: dict[int, float], worse: dict[int, float]) -> 
     return f"- {label} at every step count measured ({', '.join(map(str, common))}): **{verdict}** at this scale."
 
 
+def _row(table: dict[tuple[str, int], float], name: str) -> dict[int, float]:
+    """One row of a {(row, steps): value} table, keyed by steps."""
+    return {k: v for (r, k), v in table.items() if r == name}
+
+
 def diffusion_sections(params) -> list[str]:
     """The steps table (FID against S per sampler) and the NLL table (bits/dim against K per reverse
     variance) of every diffusion run's first seed, beside the papers' CIFAR-10 tables, with the
@@ -197,7 +202,7 @@ def diffusion_sections(params) -> list[str]:
             continue
         md += [f"## Diffusion studies: {job_name(run, params.seeds[0])}", ""]
         for extractor in dict.fromkeys(e for v in steps_cells.values() for e in v["scores"]):
-            fid, cells, n_gen = {}, {}, set()
+            fid, cells, n_gen, label = {}, {}, set(), extractor
             for v in steps_cells.values():
                 sc = v["scores"].get(extractor)
                 if sc is None:
@@ -206,16 +211,15 @@ def diffusion_sections(params) -> list[str]:
                 fid[key] = sc["fid"]
                 cells[key] = f"{sc['fid']:.2f}"
                 n_gen.add(sc["protocol"]["n_gen"])
-            label = next(iter(steps_cells.values()))["scores"][extractor]["protocol"]["extractor"]
+                label = sc["protocol"]["extractor"]
             md += _grid(f"FID ({label}) against sampling steps S", cells,
                         f"{'/'.join(map(str, sorted(n_gen)))} generated samples per cell vs the "
                         f"{params.eval.reference_split} split")
-            by = lambda sampler: {k: v for (s_, k), v in fid.items() if s_ == sampler}  # noqa: E731
             md += [line for line in (
                 _ordering(f"DDIM (eta = 0) has a lower FID ({label}) than eta = 1 (Song et al. 2021, Table 1)",
-                          by("ddim-eta0"), by("ddim-eta1")),
+                          _row(fid, "ddim-eta0"), _row(fid, "ddim-eta1")),
                 _ordering(f"Analytic-DDIM has a lower FID ({label}) than DDIM (Bao et al. 2022, Table 2)",
-                          by("analytic-ddim"), by("ddim-eta0"))) if line] + [""]
+                          _row(fid, "analytic-ddim"), _row(fid, "ddim-eta0"))) if line] + [""]
         if nll:
             cells, bpd = {}, {}
             for name, v in nll.items():
@@ -225,12 +229,11 @@ def diffusion_sections(params) -> list[str]:
             n = next(iter(nll.values()))["n"]
             md += _grid("NLL bound (bits/dim) against the number of steps K", cells,
                         f"{n} {params.eval.reference_split} images, discretized decoder, even sub-sequence")
-            by = lambda kind: {k: v for (s_, k), v in bpd.items() if s_ == kind}  # noqa: E731
             md += [line for line in (
                 _ordering("Analytic-DDPM's bound is lower than DDPM's with sigma^2 = beta (Bao et al. 2022, Table 1)",
-                          by("analytic-ddpm"), by("ddpm-beta")),
+                          _row(bpd, "analytic-ddpm"), _row(bpd, "ddpm-beta")),
                 _ordering("Analytic-DDPM's bound is lower than DDPM's with sigma^2 = beta~ (Bao et al. 2022, Table 1)",
-                          by("analytic-ddpm"), by("ddpm-beta-tilde"))) if line] + [""]
+                          _row(bpd, "analytic-ddpm"), _row(bpd, "ddpm-beta-tilde"))) if line] + [""]
         skip = {name: v for name, v in m.get("variants", {}).items() if v["sample"].get("table") == "skip"}
         if skip:
             md += ["**Skip-Tuning** (DDIM eta = 0, 10 steps; innermost skip scaled by rho, linear to 1 at the top):", ""]
