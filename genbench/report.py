@@ -219,7 +219,9 @@ def diffusion_sections(params) -> list[str]:
                 _ordering(f"DDIM (eta = 0) has a lower FID ({label}) than eta = 1 (Song et al. 2021, Table 1)",
                           _row(fid, "ddim-eta0"), _row(fid, "ddim-eta1")),
                 _ordering(f"Analytic-DDIM has a lower FID ({label}) than DDIM (Bao et al. 2022, Table 2)",
-                          _row(fid, "analytic-ddim"), _row(fid, "ddim-eta0"))) if line] + [""]
+                          _row(fid, "analytic-ddim"), _row(fid, "ddim-eta0")),
+                _ordering(f"SN-DDIM has a lower FID ({label}) than Analytic-DDIM (Bao et al. 2022b)",
+                          _row(fid, "sn-ddim"), _row(fid, "analytic-ddim"))) if line] + [""]
         if nll:
             cells, bpd = {}, {}
             for name, v in nll.items():
@@ -233,7 +235,9 @@ def diffusion_sections(params) -> list[str]:
                 _ordering("Analytic-DDPM's bound is lower than DDPM's with sigma^2 = beta (Bao et al. 2022, Table 1)",
                           _row(bpd, "analytic-ddpm"), _row(bpd, "ddpm-beta")),
                 _ordering("Analytic-DDPM's bound is lower than DDPM's with sigma^2 = beta~ (Bao et al. 2022, Table 1)",
-                          _row(bpd, "analytic-ddpm"), _row(bpd, "ddpm-beta-tilde"))) if line] + [""]
+                          _row(bpd, "analytic-ddpm"), _row(bpd, "ddpm-beta-tilde")),
+                _ordering("NPR-DDPM's bound is lower than Analytic-DDPM's (Bao et al. 2022b)",
+                          _row(bpd, "npr-ddpm"), _row(bpd, "analytic-ddpm"))) if line] + [""]
         skip = {name: v for name, v in m.get("variants", {}).items() if v["sample"].get("table") == "skip"}
         if skip:
             md += ["**Skip-Tuning** (DDIM eta = 0, 10 steps; innermost skip scaled by rho, linear to 1 at the top):", ""]

@@ -12,8 +12,8 @@ from torch import nn
 from genbench import GenbenchError
 from genbench.models import build_model
 from genbench.models.diffusion import (Schedule, analytic_variance, analytic_variance_bounds, beta_tilde,
-                                       ddim_lambda2, gamma_moments, ode_log_likelihood, parse_sampler, solve_ode,
-                                       timestep_subsequence, x0_coefficient)
+                                       ddim_lambda2, gamma_moments, ode_log_likelihood, optimal_variance,
+                                       parse_sampler, solve_ode, timestep_subsequence, x0_coefficient)
 from genbench.models.nn import discretized_gaussian_log_prob, to_signed_unit
 
 TINY = {"channels": 8, "channel_mults": [1, 2], "timesteps": 20, "sampling_steps": 5, "likelihood_steps": 20,
@@ -140,6 +140,90 @@ def test_optimal_variance_is_the_mean_squared_error_of_the_optimal_mean():
         x0_hat = (xt - math.sqrt(1 - ab_t) * e) / math.sqrt(ab_t)
         mu = math.sqrt(ab_s) * x0_hat + coef * e
         assert float((xs - mu).pow(2).mean()) == pytest.approx(analytic_variance(ab_t, ab_s, lam2, gamma), rel=0.01)
+
+
+def test_sn_variance_is_the_exact_reverse_variance_on_gaussian_data():
+    """SN-DPM with the exact E[eps | x_t] and E[eps^2 | x_t]: sigma*^2(x_t) is Var(x_s | x_t) of the
+    forward process, which for Gaussian data follows from the joint Gaussian of (x_s, x_t) alone."""
+    schedule = Schedule("linear", 100)
+    eps_fn = gaussian_eps(schedule)
+    xt = torch.linspace(-3, 3, 7, dtype=torch.float64)
+    for t, s in ((60, 59), (60, 30), (100, 1)):
+        ab_t, ab_s = schedule[t], schedule[s]
+        var_t = ab_t * STD**2 + 1 - ab_t
+        second_moment = (1 - (1 - ab_t) / var_t) + eps_fn(xt, t) ** 2   # E[eps^2 | x_t] = Var + mean^2
+        var_s = ab_s * STD**2 + 1 - ab_s
+        cov_st = math.sqrt(ab_t / ab_s) * var_s                          # Markov forward: x_t = sqrt(ab_t/ab_s) x_s + noise
+        exact = var_s - cov_st**2 / var_t
+        sn = optimal_variance(ab_t, ab_s, beta_tilde(ab_t, ab_s), second_moment - eps_fn(xt, t) ** 2)
+        torch.testing.assert_close(sn, torch.full_like(xt, exact), rtol=1e-9, atol=1e-12)
+
+
+def test_npr_variance_is_the_mean_squared_error_of_an_imperfect_mean():
+    """NPR-DPM (Bao et al. 2022b): with a biased eps_hat, lambda^2 + gap^2 E[(eps - eps_hat)^2 | x_t] is the
+    expected squared error of that network's own reverse mean (so the best variance for it), while SN-DPM's
+    perfect-mean variance falls short of it. Checked by brute force for DDPM's and DDIM's lambda."""
+    schedule = Schedule("linear", 100)
+    exact_eps = gaussian_eps(schedule)
+    biased = lambda x, n: 0.7 * exact_eps(x, n) + 0.1  # noqa: E731
+    g = torch.Generator().manual_seed(4)
+    t, s = 60, 30
+    ab_t, ab_s = schedule[t], schedule[s]
+    x0 = MEAN + STD * torch.randn(400_000, generator=g, dtype=torch.float64)
+    xt = math.sqrt(ab_t) * x0 + math.sqrt(1 - ab_t) * torch.randn(x0.shape, generator=g, dtype=torch.float64)
+    posterior_var_eps = 1 - (1 - ab_t) / (ab_t * STD**2 + 1 - ab_t)
+    npr_residual = posterior_var_eps + (exact_eps(xt, t) - biased(xt, t)) ** 2   # E[(eps - eps_hat)^2 | x_t]
+    for lam2 in (0.0, beta_tilde(ab_t, ab_s)):
+        coef = math.sqrt(1 - ab_s - lam2)
+        xs = (math.sqrt(ab_s) * x0 + coef * (xt - math.sqrt(ab_t) * x0) / math.sqrt(1 - ab_t)
+              + math.sqrt(lam2) * torch.randn(x0.shape, generator=g, dtype=torch.float64))
+        e = biased(xt, t)
+        mu = math.sqrt(ab_s) * (xt - math.sqrt(1 - ab_t) * e) / math.sqrt(ab_t) + coef * e
+        mse = float((xs - mu).pow(2).mean())
+        assert float(optimal_variance(ab_t, ab_s, lam2, npr_residual).mean()) == pytest.approx(mse, rel=0.01)
+        # SN-DPM's variance misses exactly the mean's own error, gap^2 E[(E[eps | x_t] - eps_hat)^2]
+        gap2 = (math.sqrt((1 - ab_t) * ab_s / ab_t) - coef) ** 2
+        shortfall = mse - optimal_variance(ab_t, ab_s, lam2, posterior_var_eps)
+        assert shortfall == pytest.approx(gap2 * float((exact_eps(xt, t) - e).pow(2).mean()), rel=0.05)
+        assert shortfall > 0.05 * mse
+
+
+def test_moment_heads_leave_training_unchanged_and_fit_their_targets():
+    """The SN/NPR heads draw nothing from the global RNG (the trained network is bit-identical with or
+    without them); fitted on a frozen network, their mean output matches E[eps^2] = 1 and the measured
+    E[(eps - eps_hat)^2]."""
+    torch.manual_seed(0)
+    plain = build_model("ddpm", TINY, (1, 8, 8))
+    after_plain = torch.rand(3)
+    torch.manual_seed(0)
+    model = build_model("ddpm", {**TINY, "moment_head_steps": 400, "moment_head_lr": 3e-3}, (1, 8, 8))
+    assert torch.equal(torch.rand(3), after_plain)
+    for (name, a), b in zip(plain.net.state_dict().items(), model.net.state_dict().values()):
+        assert torch.equal(a, b), name
+    x = torch.randint(0, 256, (256, 1, 8, 8), generator=torch.Generator().manual_seed(1), dtype=torch.uint8)
+    model.eval().calibrate(x, torch.Generator().manual_seed(0))
+    assert bool(model.moment_heads_fitted)
+    g = torch.Generator().manual_seed(5)
+    x0 = to_signed_unit(x)
+    with torch.no_grad():
+        for t in (3, 15):
+            noise = torch.randn(x0.shape, generator=g)
+            xt = model.q_sample(x0, torch.full((len(x0),), t), noise)
+            eps, features = model.net(xt, torch.full((len(x0),), float(t)), features=True)
+            assert float(model.moment_heads["sn"](features).mean()) == pytest.approx(1.0, abs=0.1)
+            assert float(model.moment_heads["npr"](features).mean()) == pytest.approx(
+                float((noise - eps).pow(2).mean()), rel=0.1)
+    for sampler in ("sn-ddpm", "sn-ddim", "npr-ddpm", "npr-ddim"):
+        out, _ = model.sample_chain(4, torch.Generator().manual_seed(0), sampler, 5)
+        assert out.shape == (4, 1, 8, 8) and out.dtype == torch.uint8
+
+
+def test_sn_and_npr_need_their_fitted_heads():
+    with pytest.raises(GenbenchError, match="moment_head_steps > 0"):
+        build_model("ddpm", {**TINY, "steps_table_samplers": ["sn-ddim"]}, (1, 8, 8))
+    model = build_model("ddpm", {**TINY, "moment_head_steps": 2}, (1, 8, 8)).eval()
+    with pytest.raises(GenbenchError, match="moment head, fitted after training"):
+        model.sample_chain(2, torch.Generator().manual_seed(0), "npr-ddpm", 5)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -285,14 +369,15 @@ def test_report_tables_and_claimed_orderings(tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     fid = {("ddim-eta0", 10): 30.0, ("ddim-eta0", 100): 12.0, ("ddim-eta1", 10): 60.0, ("ddim-eta1", 100): 10.0,
-           ("analytic-ddim", 10): 20.0, ("analytic-ddim", 100): 11.0}
+           ("analytic-ddim", 10): 20.0, ("analytic-ddim", 100): 11.0, ("sn-ddim", 10): 15.0, ("sn-ddim", 100): 12.0}
     variants = {f"{s}_S{k}": {"sample": {"table": "steps", "sampler": s, "steps": k},
                               "scores": {"classifier": {"fid": v, "protocol": {"extractor": "classifier-mnist",
                                                                                 "n_gen": 200}}}}
                 for (s, k), v in fid.items()}
     nll = {f"{kind}_K{k}": {"bits_per_dim": v, "stderr": 0.01, "n": 100}
            for kind, row in {"ddpm-beta": {10: 3.0, 1000: 1.5}, "ddpm-beta-tilde": {10: 9.0, 1000: 1.4},
-                             "analytic-ddpm": {10: 2.0, 1000: 1.45}}.items() for k, v in row.items()}
+                             "analytic-ddpm": {10: 2.0, 1000: 1.45}, "npr-ddpm": {10: 1.9, 1000: 1.44}}.items()
+           for k, v in row.items()}
     write_json(tmp_path / "metrics" / "ddpm_mnist-s0.json", {"variants": variants, "nll_table": nll})
     params = SimpleNamespace(runs={"ddpm_mnist": None}, seeds=[0], eval=SimpleNamespace(reference_split="test"))
     text = "\n".join(diffusion_sections(params))
@@ -302,6 +387,10 @@ def test_report_tables_and_claimed_orderings(tmp_path, monkeypatch):
     assert "than DDPM's with sigma^2 = beta (Bao et al. 2022, Table 1) at every step count measured (10, 1000): **holds**" in text
     assert "sigma^2 = beta~ (Bao et al. 2022, Table 1) at every step count measured (10, 1000): **does not hold at 1000**" in text
     assert "| analytic-ddpm | 2.000 ± 0.010 | 1.450 ± 0.010 |" in text
+    assert "SN-DDIM has a lower FID (classifier-mnist) than Analytic-DDIM (Bao et al. 2022b) at every step count " \
+           "measured (10, 100): **does not hold at 100**" in text
+    assert "NPR-DDPM's bound is lower than Analytic-DDPM's (Bao et al. 2022b) at every step count measured " \
+           "(10, 1000): **holds**" in text
     assert "Song, Meng & Ermon 2021 (DDIM), Table 1" in text
 
 
@@ -318,15 +407,16 @@ def test_train_sample_evaluate_through_the_harness(workdir):
     for stage in ("train", "sample", "evaluate"):
         assert main([stage, "--run", "ddpm_mnist", "--seed", "0"]) == 0
     model, _ = load_trained(run_dir("ddpm_mnist", 0))
-    assert torch.isfinite(model.gamma[1:]).all() and (model.gamma[1:] > 0).all()
+    assert torch.isfinite(model.gamma[1:]).all() and (model.gamma[1:] > 0).all() and bool(model.moment_heads_fitted)
     assert read_json(run_dir("ddpm_mnist", 0) / "outcome.json")["calibration_s"] > 0
     record = read_json(samples_dir("ddpm_mnist", 0) / "sample.json")
     assert record["sampler"] == "analytic-ddpm S=5" and record["variants"]["ddim-eta0_S2"]["n"] == 20
     m = read_json(metrics_path("ddpm_mnist", 0))
     assert m["scores"]["classifier"]["protocol"]["n_gen"] == 50  # the run's eval.n_gen cap
     assert m["variants"]["analytic-ddim_S20"]["scores"]["classifier"]["protocol"]["n_gen"] == 20
-    assert set(m["nll_table"]) == {f"{v}_K{k}" for v in ("ddpm-beta", "ddpm-beta-tilde", "analytic-ddpm")
-                                   for k in (2, 20)}
+    assert m["variants"]["sn-ddim_S20"]["scores"]["classifier"]["protocol"]["n_gen"] == 20
+    assert set(m["nll_table"]) == {f"{v}_K{k}" for v in ("ddpm-beta", "ddpm-beta-tilde", "analytic-ddpm", "sn-ddpm",
+                                                         "npr-ddpm") for k in (2, 20)}
     assert m["likelihood"]["vlb"]["n"] == 10 and m["likelihood"]["estimate"]["n"] == 10
     # the bound at K = T is the leaderboard's vlb: same network, same variances
     assert m["nll_table"]["analytic-ddpm_K20"]["bits_per_dim"] == pytest.approx(m["likelihood"]["vlb"]["bits_per_dim"],

@@ -19,6 +19,10 @@ sigma^2 the reverse variance:
   ddim-eta<e>       e^2 beta_tilde(t, s)     lambda^2                            (DDIM eq. 16)
   analytic-ddpm     beta_tilde(t, s)         sigma*^2 (Analytic-DPM Thm 1, clipped by Thm 2)
   analytic-ddim     0                        sigma*^2
+  sn-ddpm           beta_tilde(t, s)         sigma*^2(x_t), per pixel, from E[eps^2 | x_t] (SN-DPM)
+  sn-ddim           0                        sigma*^2(x_t) as sn-ddpm
+  npr-ddpm          beta_tilde(t, s)         sigma*^2(x_t), per pixel, from E[(eps - eps_hat)^2 | x_t] (NPR-DPM)
+  npr-ddim          0                        sigma*^2(x_t) as npr-ddpm
   ode               the probability-flow ODE, solved by an adaptive Dormand-Prince method
 
 with beta_tilde(t, s) = beta_bar_s / beta_bar_t * (1 - alpha_bar_t / alpha_bar_s) (DDPM eq. 7 over a
@@ -123,14 +127,24 @@ def x0_coefficient(ab_t: float, ab_s: float, lam2: float) -> float:
     return math.sqrt(ab_s) - math.sqrt(max(1.0 - ab_s - lam2, 0.0)) * math.sqrt(ab_t / (1.0 - ab_t))
 
 
-def analytic_variance(ab_t: float, ab_s: float, lam2: float, gamma: float) -> float:
-    """Analytic-DPM Theorem 1 (Bao et al. 2022, eq. 7), in noise-prediction form:
-    sigma*^2 = lambda^2 + (sqrt(beta_bar_t / alpha_{t|s}) - sqrt(beta_bar_s - lambda^2))^2 (1 - Gamma_t),
-    alpha_{t|s} = alpha_bar_t / alpha_bar_s, Gamma_t = E_q ||eps(x_t, t)||^2 / d (estimated by Monte Carlo).
-    Equivalently lambda^2 + c^2 E[Var(x_0 | x_t)] with c = x0_coefficient (the Bayes-optimal x_0's
-    posterior variance is beta_bar_t / alpha_bar_t (1 - Gamma_t) per dimension)."""
+def optimal_variance(ab_t: float, ab_s: float, lam2: float, residual):
+    """sigma*^2 = lambda^2 + (sqrt(beta_bar_t / alpha_{t|s}) - sqrt(beta_bar_s - lambda^2))^2 r,
+    alpha_{t|s} = alpha_bar_t / alpha_bar_s: lambda^2 + c^2 beta_bar_t / alpha_bar_t r with c = x0_coefficient,
+    where r (per dimension, a float or a tensor) is the expected squared error of the noise prediction,
+    so that beta_bar_t / alpha_bar_t r is the one of x0_hat. Three estimates of r:
+      Analytic-DPM (Bao et al. 2022a, Thm 1, eq. 7): r = 1 - Gamma_t, one number per step (perfect mean);
+      SN-DPM (Bao et al. 2022b):  r(x_t) = E[eps^2 | x_t] - eps_hat(x_t)^2, per pixel (the squared noise
+        E[eps^2 | x_t] from a second head; exact when eps_hat is the posterior mean);
+      NPR-DPM (Bao et al. 2022b): r(x_t) = E[(eps - eps_hat(x_t))^2 | x_t], per pixel (the noise prediction
+        residual from a second head): the optimal diagonal covariance for the network's own, imperfect, mean."""
     gap = math.sqrt((1.0 - ab_t) * ab_s / ab_t) - math.sqrt(max(1.0 - ab_s - lam2, 0.0))
-    return lam2 + gap**2 * (1.0 - gamma)
+    return lam2 + gap**2 * residual
+
+
+def analytic_variance(ab_t: float, ab_s: float, lam2: float, gamma: float) -> float:
+    """Analytic-DPM Theorem 1 (Bao et al. 2022, eq. 7), Gamma_t = E_q ||eps(x_t, t)||^2 / d (estimated
+    by Monte Carlo): the Bayes-optimal x_0's posterior variance is beta_bar_t / alpha_bar_t (1 - Gamma_t)."""
+    return optimal_variance(ab_t, ab_s, lam2, 1.0 - gamma)
 
 
 def analytic_variance_bounds(ab_t: float, ab_s: float, lam2: float, data_half_range: float = 1.0
@@ -140,7 +154,15 @@ def analytic_variance_bounds(ab_t: float, ab_s: float, lam2: float, data_half_ra
     return lam2, lam2 + x0_coefficient(ab_t, ab_s, lam2) ** 2 * data_half_range**2
 
 
-SAMPLER_NAMES = ("ddpm-beta", "ddpm-beta-tilde", "analytic-ddpm", "analytic-ddim", "ddim-eta<e>", "ode")
+SAMPLER_NAMES = ("ddpm-beta", "ddpm-beta-tilde", "analytic-ddpm", "analytic-ddim", "sn-ddpm", "sn-ddim", "npr-ddpm",
+                 "npr-ddim", "ddim-eta<e>", "ode")
+MARKOV_VARIANCES = ("ddpm-beta", "ddpm-beta-tilde", "analytic-ddpm", "sn-ddpm", "npr-ddpm")  # the bound's kinds
+
+
+def moment_head(kind: str) -> str | None:
+    """'sn' / 'npr' for the samplers that need the network's per-pixel moment head, else None."""
+    head = kind.split("-")[0]
+    return head if head in ("sn", "npr") else None
 
 
 def parse_sampler(name: str) -> tuple[str, float | None]:
@@ -341,7 +363,8 @@ class UNet(nn.Module):
         finally:
             self.skip_scales = None
 
-    def forward(self, x: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, n: torch.Tensor, features: bool = False):
+        """eps; with `features`, (eps, the last activation before the output layer)."""
         temb = self.time_mlp(timestep_embedding(n, self.channels))
         h = self.conv_in(x)
         skips = [h]
@@ -359,7 +382,16 @@ class UNet(nn.Module):
                 h = layer(torch.cat([h, skip], dim=1), temb)
             else:
                 h = layer(h)
-        return self.out(h)
+        return (self.out(h), h) if features else self.out(h)
+
+    def output_head(self) -> nn.Sequential:
+        """A head shaped like `out` (norm, SiLU, 3x3 conv) on the same activation, built without touching the
+        global RNG (so adding one leaves training bit-identical) and zero-initialised but for a bias of 1."""
+        c, c_out = self.out[2].in_channels, self.out[2].out_channels
+        conv = torch.nn.utils.skip_init(nn.Conv2d, c, c_out, 3, padding=1)
+        nn.init.zeros_(conv.weight)
+        nn.init.ones_(conv.bias)
+        return nn.Sequential(group_norm(c), nn.SiLU(), conv)
 
 
 # ==================================================================================================
@@ -376,6 +408,10 @@ class UNet(nn.Module):
 # Analytic-DPM — Bao, Li, Zhu & Zhang 2022: sigma*^2 from Gamma_n (Thm 1), clipped to Thm 2's bounds;
 #   Gamma_n = (1/M) sum_m ||eps(x_n^m, n)||^2 / d, x_n^m ~ q(x_n | x_0^m) over M training images,
 #   estimated once after training (`calibrate`) and stored with the weights.
+# SN-DPM / NPR-DPM — Bao, Li, Sun, Zhu & Zhang 2022b, "Estimating the Optimal Covariance with Imperfect Mean
+#   in Diffusion Probabilistic Models": per-pixel sigma*^2(x_t) (see `optimal_variance`) from two extra heads on
+#   the trained network's last activation, fitted after training with the network frozen (`calibrate`):
+#   SN by E||head_sn(x_n) - eps^2||^2, NPR by E||head_npr(x_n) - (eps - eps_hat(x_n))^2||^2.
 # Probability-flow ODE — Song et al. 2021, eq. 13 for the VP SDE:
 #   dx/dt = -1/2 beta(t) (x - eps(x, t T) / sqrt(1 - alpha_bar(t))).
 @dataclass
@@ -396,8 +432,12 @@ class DDPMConfig:
     # Analytic-DPM's cap on sigma of the step into tau_1, in pixel levels (its code: 2 for analytic-ddpm
     # on the linear schedule, 1 on the cosine one and for analytic-ddim and the ddpm-beta baseline)
     sigma_clip_pixels: dict[str, float] = field(default_factory=lambda: {
-        "ddpm-beta": 1.0, "analytic-ddpm": 2.0, "analytic-ddim": 1.0})
+        "ddpm-beta": 1.0, "analytic-ddpm": 2.0, "analytic-ddim": 1.0, "sn-ddpm": 2.0, "sn-ddim": 1.0,
+        "npr-ddpm": 2.0, "npr-ddim": 1.0})
     gamma_samples: int = 100                # M, training images per step for Analytic-DPM's Gamma_n
+    moment_head_steps: int = 0              # SN-/NPR-DPM: steps fitting their heads after training (0: no heads)
+    moment_head_batch: int = 64
+    moment_head_lr: float = 1.0e-3
     likelihood_steps: int = 1000            # K of the leaderboard's bound (analytic-ddpm variances)
     ode_rtol: float = 1.0e-5
     ode_atol: float = 1.0e-5
@@ -423,12 +463,16 @@ class DDPM(GenerativeModel):
         for name in [config.sampler, *config.steps_table_samplers]:
             parse_sampler(name)
         for name in config.nll_table_variances:
-            if name not in ("ddpm-beta", "ddpm-beta-tilde", "analytic-ddpm"):
-                raise GenbenchError(f"nll_table_variances: {name!r} is not one of ddpm-beta, ddpm-beta-tilde, "
-                                    "analytic-ddpm (the bound needs the Markov forward process)")
+            if name not in MARKOV_VARIANCES:
+                raise GenbenchError(f"nll_table_variances: {name!r} is not one of {', '.join(MARKOV_VARIANCES)} "
+                                    "(the bound needs the Markov forward process)")
+        for name in [config.sampler, *config.steps_table_samplers, *config.nll_table_variances]:
+            if moment_head(name) and config.moment_head_steps <= 0:
+                raise GenbenchError(f"{name} needs its moment head: set model_config.moment_head_steps > 0")
+        clipped = ("ddpm-beta", "analytic-ddpm", "analytic-ddim", "sn-ddpm", "sn-ddim", "npr-ddpm", "npr-ddim")
         for name in config.sigma_clip_pixels:
-            if name not in ("ddpm-beta", "analytic-ddpm", "analytic-ddim"):
-                raise GenbenchError(f"sigma_clip_pixels: {name!r} is not one of ddpm-beta, analytic-ddpm, analytic-ddim")
+            if name not in clipped:
+                raise GenbenchError(f"sigma_clip_pixels: {name!r} is not one of {', '.join(clipped)}")
         for k in [config.sampling_steps, config.likelihood_steps, *config.steps_table, *config.nll_table]:
             timestep_subsequence(config.timesteps, k)
         c, h, w = data_shape
@@ -439,6 +483,10 @@ class DDPM(GenerativeModel):
         self.net = UNet(c, config.channels, config.channel_mults, config.res_blocks, config.attention, config.dropout)
         # Gamma_n of Analytic-DPM, n = 0..T; NaN until `calibrate` runs (saved with the weights)
         self.register_buffer("gamma", torch.full((config.timesteps + 1,), math.nan, dtype=torch.float64))
+        # SN-DPM's E[eps^2 | x_n] and NPR-DPM's E[(eps - eps_hat)^2 | x_n] heads, fitted by `calibrate`
+        self.moment_heads = nn.ModuleDict({"sn": self.net.output_head(), "npr": self.net.output_head()}) \
+            if config.moment_head_steps > 0 else None
+        self.register_buffer("moment_heads_fitted", torch.tensor(False))
         self.likelihood_kinds = ("vlb", "estimate") if config.ode_likelihood else ("vlb",)
 
     @property
@@ -453,6 +501,26 @@ class DDPM(GenerativeModel):
     def eps(self, x: torch.Tensor, n: int | float | torch.Tensor) -> torch.Tensor:
         n = torch.as_tensor(n, device=x.device, dtype=torch.float32).expand(len(x))
         return self.net(x, n)
+
+    def configure_optimizers(self, lr: float, weight_decay: float) -> dict[str, torch.optim.Optimizer]:
+        """Training fits the noise-prediction network only (the moment heads are fitted after it)."""
+        return {"model": torch.optim.Adam(self.net.parameters(), lr=lr, weight_decay=weight_decay)}
+
+    def eps_and_residuals(self, x: torch.Tensor, n: int, heads: tuple[str, ...]
+                          ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(eps_hat, {head: r}) with r >= 0 the per-pixel squared error of eps_hat that `optimal_variance`
+        takes: E[eps^2 | x] - eps_hat^2 from the SN head, E[(eps - eps_hat)^2 | x] from the NPR head."""
+        if not heads:
+            return self.eps(x, n), {}
+        if self.moment_heads is None or not bool(self.moment_heads_fitted):
+            raise GenbenchError(f"{'/'.join(heads)}-DPM needs its moment head, fitted after training: this model.pt "
+                                "has none; set model_config.moment_head_steps > 0 and re-run `genbench train`")
+        eps, features = self.net(x, torch.full((len(x),), float(n), device=x.device), features=True)
+        residuals = {}
+        for head in heads:
+            moment = self.moment_heads[head](features)
+            residuals[head] = (moment - eps.pow(2) if head == "sn" else moment).clamp(min=0.0)
+        return eps, residuals
 
     def simple_loss(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Per-example L_simple (eq. 14) with n ~ U{1..T}."""
@@ -482,7 +550,31 @@ class DDPM(GenerativeModel):
         gamma = gamma_moments(self.eps, x0, self.schedule, tqdm(steps, desc="Analytic-DPM Gamma_n",
                                                                   disable=not progress), generator)
         self.gamma.copy_(gamma.to(self.gamma.device))
+        if self.moment_heads is not None:
+            self.fit_moment_heads(x_train, generator, progress)
         self.train(was_training)
+
+    @torch.enable_grad()
+    def fit_moment_heads(self, x_train: torch.Tensor, generator: torch.Generator, progress: bool = False) -> None:
+        """SN-DPM / NPR-DPM: regress the heads on the frozen network's last activation, with n ~ U{1..T}:
+        head_sn -> eps^2 and head_npr -> (eps - eps_hat(x_n))^2 (their minimisers are the conditional means)."""
+        cfg = self.config
+        opt = torch.optim.Adam(self.moment_heads.parameters(), lr=cfg.moment_head_lr)
+        bar = tqdm(range(cfg.moment_head_steps), desc="SN/NPR-DPM heads", disable=not progress)
+        for _ in bar:
+            idx = torch.randint(len(x_train), (cfg.moment_head_batch,), generator=generator, device=generator.device)
+            x0 = to_signed_unit(x_train[idx.cpu()].to(self.device))
+            n = torch.randint(1, cfg.timesteps + 1, (len(x0),), generator=generator, device=x0.device)
+            noise = torch.randn(x0.shape, generator=generator, device=x0.device)
+            with torch.no_grad():
+                eps, features = self.net(self.q_sample(x0, n, noise), n.float(), features=True)
+            loss = ((self.moment_heads["sn"](features) - noise.pow(2)).pow(2).mean()
+                    + (self.moment_heads["npr"](features) - (noise - eps).pow(2)).pow(2).mean())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            bar.set_postfix(loss=f"{loss.item():.4g}")
+        self.moment_heads_fitted.fill_(True)
 
     def _gamma(self, n: int) -> float:
         value = float(self.gamma[n])
@@ -491,36 +583,45 @@ class DDPM(GenerativeModel):
                                 "re-run `genbench train` for the job")
         return value
 
-    def variances(self, kind: str, eta: float | None, t: int, s: int, taus: list[int]) -> tuple[float, float]:
+    def variances(self, kind: str, eta: float | None, t: int, s: int, taus: list[int],
+                  residual: torch.Tensor | None = None):
         """(lambda^2, sigma^2) of the reverse step t -> s of the sub-sequence `taus` (the module's
-        table). On the step into tau_1, sigma^2 is capped at (y 2/255 sqrt(pi/2))^2 — E|sigma z| <= y
-        pixel levels, Analytic-DPM's `clip_sigma_idx = 1` — with y from `sigma_clip_pixels[kind]`."""
+        table); sigma^2 is a float, or a per-pixel tensor for SN-/NPR-DPM (from `residual`, see
+        `eps_and_residuals`). The optimal variances are clipped to Analytic-DPM's Theorem 2 bounds, and on
+        the step into tau_1 sigma^2 is capped at (y 2/255 sqrt(pi/2))^2 — E|sigma z| <= y pixel levels,
+        Analytic-DPM's `clip_sigma_idx = 1` — with y from `sigma_clip_pixels[kind]`."""
         ab_t, ab_s = self.schedule[t], self.schedule[s]
         if kind == "ddim":
             lam2 = ddim_lambda2(ab_t, ab_s, eta)
             return lam2, lam2
-        lam2 = 0.0 if kind == "analytic-ddim" else beta_tilde(ab_t, ab_s)
+        lam2 = 0.0 if kind.endswith("-ddim") else beta_tilde(ab_t, ab_s)
         if kind == "ddpm-beta-tilde":
             return lam2, lam2
+        pixels = self.config.sigma_clip_pixels.get(kind)
+        cap = (pixels * 2.0 / 255.0) ** 2 * math.pi / 2 if pixels is not None and len(taus) > 1 and s == taus[0] \
+            else math.inf
         if kind == "ddpm-beta":
             sigma2 = 1.0 - ab_t / ab_s
+        elif moment_head(kind):
+            lower, upper = analytic_variance_bounds(ab_t, ab_s, lam2)
+            sigma2 = optimal_variance(ab_t, ab_s, lam2, residual).clamp(lower, min(upper, cap))
+            return lam2, sigma2.clamp(min=1e-20)
         else:
             lower, upper = analytic_variance_bounds(ab_t, ab_s, lam2)
             sigma2 = min(max(analytic_variance(ab_t, ab_s, lam2, self._gamma(t)), lower), upper)
-        pixels = self.config.sigma_clip_pixels.get(kind)
-        if pixels is not None and len(taus) > 1 and s == taus[0]:
-            sigma2 = min(sigma2, (pixels * 2.0 / 255.0) ** 2 * math.pi / 2)
-        return lam2, max(sigma2, 1e-20)
+        return lam2, max(min(sigma2, cap), 1e-20)
 
-    def denoise(self, x: torch.Tensor, t: int, clip: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """(x0_hat, eps) at step t; clipping x0_hat re-derives eps from it so both stay consistent."""
+    def denoise(self, x: torch.Tensor, t: int, clip: bool, heads: tuple[str, ...] = ()
+                ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """(x0_hat, eps, residuals of the named moment heads) at step t, from one network pass; clipping
+        x0_hat re-derives eps from it so both stay consistent (the residuals are of the raw eps_hat)."""
         ab_t = self.schedule[t]
-        eps = self.eps(x, t)
+        eps, residuals = self.eps_and_residuals(x, t, heads)
         x0 = (x - math.sqrt(1 - ab_t) * eps) / math.sqrt(ab_t)
         if clip:
             x0 = x0.clamp(-1.0, 1.0)
             eps = (x - math.sqrt(ab_t) * x0) / math.sqrt(1 - ab_t)
-        return x0, eps
+        return x0, eps, residuals
 
     # sampling ---------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -537,12 +638,13 @@ class DDPM(GenerativeModel):
             taus = timestep_subsequence(self.config.timesteps, steps)
             for k in reversed(range(len(taus))):
                 t, s = taus[k], (taus[k - 1] if k > 0 else 0)
-                x0, eps = self.denoise(x, t, self.config.clip_denoised)
-                lam2, sigma2 = self.variances(kind, eta, t, s, taus)
+                head = moment_head(kind)
+                x0, eps, residuals = self.denoise(x, t, self.config.clip_denoised, (head,) if head else ())
+                lam2, sigma2 = self.variances(kind, eta, t, s, taus, residuals.get(head))
                 ab_s = self.schedule[s]
                 x = math.sqrt(ab_s) * x0 + math.sqrt(max(1 - ab_s - lam2, 0.0)) * eps
-                if s > 0 and sigma2 > 0:
-                    x = x + math.sqrt(sigma2) * torch.randn(x.shape, generator=generator, device=x.device)
+                if s > 0 and (torch.is_tensor(sigma2) or sigma2 > 0):
+                    x = x + sigma2**0.5 * torch.randn(x.shape, generator=generator, device=x.device)
         return from_signed_unit(x), {"network_evaluations": float(len(taus))}
 
     def ode_drift(self, t: float, x: torch.Tensor) -> torch.Tensor:
@@ -600,20 +702,29 @@ class DDPM(GenerativeModel):
         prior = 0.5 * (ab_T * x0.pow(2).flatten(1).sum(1) + d * ((1 - ab_T) - 1 - math.log(1 - ab_T)))
         nll = {kind: prior.clone() for kind in kinds}
 
-        def predict(t: int) -> torch.Tensor:
+        heads = tuple(sorted({moment_head(kind) for kind in kinds} - {None}))
+
+        def predict(t: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+            """x0_hat at x_t ~ q(x_t | x_0), and each needed head's residual there (one shared draw)."""
             noise = torch.randn(x0.shape, generator=generator, device=x0.device)
             xt = self.q_sample(x0.float(), torch.full((len(x0),), t, device=x0.device), noise)
-            return self.denoise(xt, t, self.config.clip_denoised)[0].double()
+            x0_hat, _, residuals = self.denoise(xt, t, self.config.clip_denoised, heads)
+            return x0_hat.double(), {h: r.double() for h, r in residuals.items()}
 
         for k in range(1, len(taus)):
             t, s = taus[k], taus[k - 1]
-            err = (x0 - predict(t)).pow(2).flatten(1).sum(1)
+            x0_hat, residuals = predict(t)
+            sq_err = (x0 - x0_hat).pow(2)
+            err = sq_err.flatten(1).sum(1)
             for kind in kinds:
-                lam2, sigma2 = self.variances(kind, None, t, s, taus)
+                lam2, sigma2 = self.variances(kind, None, t, s, taus, residuals.get(moment_head(kind)))
                 c2 = x0_coefficient(self.schedule[t], self.schedule[s], lam2) ** 2
-                nll[kind] += 0.5 * (d * (math.log(sigma2 / lam2) + lam2 / sigma2 - 1) + c2 * err / sigma2)
+                if torch.is_tensor(sigma2):  # per-pixel Gaussian KL, summed over pixels
+                    nll[kind] += 0.5 * ((sigma2 / lam2).log() + lam2 / sigma2 - 1 + c2 * sq_err / sigma2).flatten(1).sum(1)
+                else:
+                    nll[kind] += 0.5 * (d * (math.log(sigma2 / lam2) + lam2 / sigma2 - 1) + c2 * err / sigma2)
         t1 = taus[0]
-        x0_hat = predict(t1)
+        x0_hat, _ = predict(t1)
         log_scale = torch.full_like(x0_hat, 0.5 * math.log(self.decoder_variance(taus)))
         decoder = discretized_gaussian_log_prob(x, x0_hat, log_scale).flatten(1).sum(1)
         for kind in kinds:
