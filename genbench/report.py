@@ -276,12 +276,17 @@ def _markdown_table(df: pd.DataFrame) -> str:
 
 
 def write_curves(params, out_dir: Path) -> dict[str, Path]:
-    """stats.jsonl of each job -> reports/curves/<job>.csv (step, loss, ...)."""
+    """stats.jsonl of each job -> reports/curves/<job>.csv (step, loss, ...). A job whose run directory
+    is not in this workspace (a clone holds the committed metrics, not the DVC outputs) keeps the CSV
+    of the last report; CSVs of jobs no longer in params.yaml are removed."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {}
     for run, seed in params.jobs():
         stats = run_dir(run, seed) / "stats.jsonl"
         if not stats.exists():
+            kept = out_dir / f"{job_name(run, seed)}.csv"
+            if kept.exists():
+                paths[job_name(run, seed)] = kept
             continue
         rows = [json.loads(line) for line in stats.read_text().splitlines() if line.strip()]
         df = pd.DataFrame([r for r in rows if "loss" in r])
@@ -292,7 +297,25 @@ def write_curves(params, out_dir: Path) -> dict[str, Path]:
         with atomic_path(path) as tmp:
             df.to_csv(tmp, index=False)
         paths[job_name(run, seed)] = path
+    for stale in set(out_dir.glob("*.csv")) - set(paths.values()):
+        stale.unlink()
     return paths
+
+
+def sample_figures(run: str, seed: int, figures: Path) -> tuple[list[tuple[str, Path]], bool]:
+    """[(figure name, file under figures/)] of a job, copied from samples/<job>/*.png; when the job's
+    samples are not in this workspace, the files of the last report are kept. Returns (figures, kept)."""
+    job = job_name(run, seed)
+    sources = sorted(samples_dir(run, seed).glob("*.png"))
+    if not sources:
+        kept = sorted(figures.glob(f"{job}.png")) + sorted(figures.glob(f"{job}-*.png"))
+        return sorted(((p.stem[len(job) + 1:] or "grid", p) for p in kept), key=lambda item: item[0]), bool(kept)
+    out = []
+    for figure in sources:
+        dest = figures / f"{job}{'' if figure.stem == 'grid' else '-' + figure.stem}.png"
+        shutil.copyfile(figure, dest)
+        out.append((figure.stem, dest))
+    return out, False
 
 
 def plot_curves(curves: dict[str, Path], path: Path) -> None:
@@ -365,20 +388,24 @@ def build(params, out_dir: Path | None = None) -> pd.DataFrame:
         html_parts += ["<h2>Claims checked</h2>", "<ul>"] + [f"<li>{html.escape(c[2:])}</li>" for c in claim
                                                               if c.startswith("- ")] + ["</ul>"]
     html_parts.append("<h2>Samples</h2>")
-    md += ["## Figures", "", "(first seed of each run)", ""]
     seed = params.seeds[0]  # the repeat seeds' figures stay in samples/<job>/
-    for run in params.runs:
-        # grid.png (samples), grid-<sampler>.png, temperatures.png (Glow), density.png / scatter.png (2-D
-        # toys), reconstructions.png (O-GAN)
-        for figure in sorted(samples_dir(run, seed).glob("*.png")):
-            suffix = "" if figure.stem == "grid" else f"-{figure.stem}"
-            dest = figures / f"{job_name(run, seed)}{suffix}.png"
-            shutil.copyfile(figure, dest)
-            caption = f"{job_name(run, seed)} ({figure.stem})"
+    # grid.png (samples), grid-<sampler>.png, temperatures.png (Glow), density.png / scatter.png (2-D
+    # toys), reconstructions.png (O-GAN)
+    job_figures = {run: sample_figures(run, seed, figures) for run in params.runs}
+    kept = [job_name(run, seed) for run, (_, was_kept) in job_figures.items() if was_kept]
+    md += ["## Figures", "", "(first seed of each run)" + (
+        f"; {len(kept)} runs' figures and curves are kept from the previous report, their outputs not being in "
+        "the workspace that built this one" if kept else ""), ""]
+    for run, (items, _) in job_figures.items():
+        for name, dest in items:
+            caption = f"{job_name(run, seed)} ({name})"
             html_parts.append(f"<figure style='display:inline-block'><img src='figures/{dest.name}' width='300'>"
                               f"<figcaption>{html.escape(caption)}</figcaption></figure>")
             md.append(f"![{caption}](figures/{dest.name})")
     md.append("")
+    listed = {dest for items, _ in job_figures.values() for _, dest in items} | {figures / "curves.png"}
+    for stale in set(figures.glob("*.png")) - listed:
+        stale.unlink()
     html_parts += ["<h2>Training curves</h2>", "<img src='figures/curves.png'>", "</body></html>"]
     with atomic_path(out_dir / "leaderboard.md") as tmp:
         tmp.write_text("\n".join(md) + "\n")

@@ -465,3 +465,38 @@ def test_dvc_and_snakemake_run_the_ci_profile_to_the_same_numbers(tmp_path):
     planned = {j["rule"] for j in parse_snakemake_jobs(dry.stdout + dry.stderr)}
     assert planned == {"train", "sample", "evaluate", "report", "all"}, planned
     params_path.write_text(original)
+
+
+def test_report_keeps_figures_and_curves_of_jobs_whose_outputs_are_not_in_the_workspace(tmp_path, monkeypatch):
+    """A clone holds the committed metrics but not runs/ and samples/ (DVC outputs): rebuilding the report
+    there keeps the last report's curves and sample figures of those jobs; a job dropped from params loses them."""
+    import shutil
+    from types import SimpleNamespace
+
+    from genbench.report import sample_figures, write_curves
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "a-s0").mkdir(parents=True)
+    (tmp_path / "runs" / "a-s0" / "stats.jsonl").write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "loss": 1.5}\n')
+    (tmp_path / "samples" / "a-s0").mkdir(parents=True)
+    for name in ("grid", "scatter"):
+        (tmp_path / "samples" / "a-s0" / f"{name}.png").write_bytes(name.encode())
+    curves, figures = tmp_path / "reports" / "curves", tmp_path / "reports" / "figures"
+    figures.mkdir(parents=True)
+    params = SimpleNamespace(jobs=lambda: [("a", 0), ("b", 0)])
+
+    first = write_curves(params, curves)
+    made, kept = sample_figures("a", 0, figures)
+    assert set(first) == {"a-s0"} and not kept
+    assert [(n, p.name) for n, p in made] == [("grid", "a-s0.png"), ("scatter", "a-s0-scatter.png")]
+    csv = first["a-s0"].read_text()
+
+    shutil.rmtree(tmp_path / "runs")
+    shutil.rmtree(tmp_path / "samples")
+    again = write_curves(params, curves)
+    assert again["a-s0"].read_text() == csv
+    assert sample_figures("a", 0, figures) == (made, True)
+    assert sample_figures("b", 0, figures) == ([], False)
+
+    assert write_curves(SimpleNamespace(jobs=lambda: [("b", 0)]), curves) == {}
+    assert not (curves / "a-s0.csv").exists()
