@@ -308,7 +308,7 @@ def sample_figures(run: str, seed: int, figures: Path) -> tuple[list[tuple[str, 
     job = job_name(run, seed)
     sources = sorted(samples_dir(run, seed).glob("*.png"))
     if not sources:
-        kept = sorted(figures.glob(f"{job}.png")) + sorted(figures.glob(f"{job}-*.png"))
+        kept = [*figures.glob(f"{job}.png"), *figures.glob(f"{job}-*.png")]
         return sorted(((p.stem[len(job) + 1:] or "grid", p) for p in kept), key=lambda item: item[0]), bool(kept)
     out = []
     for figure in sources:

@@ -498,9 +498,10 @@ class DDPM(GenerativeModel):
         ab = self.schedule.alpha_bar.to(x0.device)[n].float().view(-1, *([1] * (x0.dim() - 1)))
         return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
 
-    def eps(self, x: torch.Tensor, n: int | float | torch.Tensor) -> torch.Tensor:
+    def eps(self, x: torch.Tensor, n: int | float | torch.Tensor, features: bool = False):
+        """eps(x_n, n); with `features`, (eps, the U-Net's last activation) for the moment heads."""
         n = torch.as_tensor(n, device=x.device, dtype=torch.float32).expand(len(x))
-        return self.net(x, n)
+        return self.net(x, n, features=features) if features else self.net(x, n)
 
     def configure_optimizers(self, lr: float, weight_decay: float) -> dict[str, torch.optim.Optimizer]:
         """Training fits the noise-prediction network only (the moment heads are fitted after it)."""
@@ -515,7 +516,7 @@ class DDPM(GenerativeModel):
         if self.moment_heads is None or not bool(self.moment_heads_fitted):
             raise GenbenchError(f"{'/'.join(heads)}-DPM needs its moment head, fitted after training: this model.pt "
                                 "has none; set model_config.moment_head_steps > 0 and re-run `genbench train`")
-        eps, features = self.net(x, torch.full((len(x),), float(n), device=x.device), features=True)
+        eps, features = self.eps(x, n, features=True)
         residuals = {}
         for head in heads:
             moment = self.moment_heads[head](features)
@@ -567,7 +568,7 @@ class DDPM(GenerativeModel):
             n = torch.randint(1, cfg.timesteps + 1, (len(x0),), generator=generator, device=x0.device)
             noise = torch.randn(x0.shape, generator=generator, device=x0.device)
             with torch.no_grad():
-                eps, features = self.net(self.q_sample(x0, n, noise), n.float(), features=True)
+                eps, features = self.eps(self.q_sample(x0, n, noise), n, features=True)
             loss = ((self.moment_heads["sn"](features) - noise.pow(2)).pow(2).mean()
                     + (self.moment_heads["npr"](features) - (noise - eps).pow(2)).pow(2).mean())
             opt.zero_grad(set_to_none=True)
