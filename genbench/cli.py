@@ -158,6 +158,20 @@ def _job_stage(stage: str):
     return run
 
 
+def cmd_resolve(args) -> int:
+    from genbench.resolve import check_job_list_unchanged, write_resolved
+
+    params = _params(args)
+    if _dry(args, {"jobs": params.jobs()}):
+        return 0
+    changes = write_resolved(params)
+    print(f"resolved: {len(changes['written'])} file(s) written, {len(changes['removed'])} removed"
+          + "".join(f"\n  {kind} {path}" for kind in changes for path in changes[kind]))
+    if args.in_dvc:
+        check_job_list_unchanged(changes)
+    return 0
+
+
 def cmd_report(args) -> int:
     from genbench import report
     from genbench.tracking import stage_run
@@ -199,6 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--seed", required=True, type=int)
 
     add("validate", cmd_validate, "check params.yaml: keys, types, values and that every dataset can be found")
+    resolve = add("resolve", cmd_resolve, "write what each stage uses to pipelines/resolved/ (changed files only)")
+    resolve.add_argument("--in-dvc", action="store_true",
+                         help="as dvc.yaml's first stage: fail if the job list changed (DVC read the old one)")
     add("prepare", cmd_prepare, "prepare one dataset: raw files -> checked splits", dataset)
     add("weights", cmd_weights, "convert the offline Inception-v3 FID weights for torch-fidelity")
     add("classifier", cmd_classifier, "train the domain classifier used as a FID feature extractor", dataset)

@@ -336,7 +336,11 @@ def resolve(raw: dict) -> dict:
 
 def load(path: str | Path = DEFAULT_PARAMS, *, check_data: bool = False) -> Params:
     """Read, merge the profile, convert strictly and check the meaning of every value."""
-    raw = read_raw(path)
+    return from_raw(read_raw(path), str(path), check_data=check_data)
+
+
+def from_raw(raw: dict, source: str = "params.yaml", *, check_data: bool = False) -> Params:
+    """`load` of an already-read params mapping (Snakemake's config, with its --config overrides)."""
     merged = resolve(raw)
     problems: list[str] = []
     # Every profile, not only the selected one, must name existing keys with the right types.
@@ -349,7 +353,7 @@ def load(path: str | Path = DEFAULT_PARAMS, *, check_data: bool = False) -> Para
     if not problems:
         problems.extend(semantic_problems(params, check_data=check_data))
     if problems:
-        raise GenbenchError(_format(problems, str(path)))
+        raise GenbenchError(_format(problems, source))
     return params
 
 

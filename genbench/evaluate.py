@@ -17,19 +17,31 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from genbench import GenbenchError, __version__
+from genbench import __version__
 from genbench.config import Params
 from genbench.data import info as dataset_info
 from genbench.data import load_split, toy2d
 from genbench.io import atomic_dir, atomic_path, read_json, sha256_file, write_json
 from genbench.layout import (INCEPTION_WEIGHTS, classifier_path, job_name, metrics_path, prepared_dir,
                              refstats_path, run_dir, samples_dir)
-from genbench.metrics import fid as fidlib
 from genbench.metrics.likelihood import nats_to_bits_per_dim
 from genbench.models import SamplerVariant
-from genbench.report import save_grid
+from genbench.figures import save_grid
 from genbench.tracking import Tracker
 from genbench.train import load_trained, read_outcome, select_device
+
+
+class _FidModule:
+    """genbench.metrics.fid, imported on first use: torch-fidelity pulls in torchvision (seconds of
+    start-up), which the sample stage and the likelihood-only evaluations never need."""
+
+    def __getattr__(self, name: str):
+        from genbench.metrics import fid
+
+        return getattr(fid, name)
+
+
+fidlib = _FidModule()
 
 
 def library_versions() -> dict[str, str]:

@@ -1,14 +1,13 @@
-# Config validation, the resolved configuration, and the input/params functions the rules share.
+# Config validation, the resolved configuration and files, and the input functions the rules share.
 # dvc.yaml is the other spelling of the same DAG; tests/test_pipelines.py checks that both describe
-# the same jobs, commands, outputs and code dependencies.
-import json
-from pathlib import Path
+# the same jobs, commands, outputs and dependencies.
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from genbench import GenbenchError
-from genbench.config import resolve
+from genbench.config import from_raw, resolve
+from genbench.resolve import resolved_path, write_resolved
 
 # Structure of params.yaml; the path is relative to this file. Every stage also runs the full strict
 # check (`genbench validate`) before doing anything.
@@ -46,26 +45,27 @@ wildcard_constraints:
 
 
 # --------------------------------------------------------------------------------------------------
-# Code dependencies: the same paths as each stage's `deps` in dvc.yaml (folders expand to their .py
-# files, so a change to the code a stage runs re-runs it, as under DVC).
+# What each stage instance uses: pipelines/resolved/<stage>/<name>.json (genbench/resolve.py), the same
+# files dvc.yaml's stages depend on. They are brought in line with the configuration here, when the
+# workflow is read (only changed files are rewritten, so an unchanged file keeps its time stamp and
+# Snakemake's mtime trigger re-runs exactly the jobs whose settings or source files changed).
 # --------------------------------------------------------------------------------------------------
-CODE = {
-    "prepare": ["genbench/data"],
-    "weights": ["genbench/metrics/fid.py"],
-    "classifier": ["genbench/metrics/classifier.py"],
-    "refstats": ["genbench/metrics/fid.py"],
-    "train": ["genbench/train.py", "genbench/models"],
-    "sample": ["genbench/evaluate.py"],
-    "evaluate": ["genbench/evaluate.py", "genbench/metrics"],
-    "report": ["genbench/report.py", "genbench/references.py"],
-}
+try:
+    write_resolved(from_raw(config))
+except GenbenchError as exc:
+    raise WorkflowError(str(exc)) from None
 
 
-def code(stage):
-    files = []
-    for path in map(Path, CODE[stage]):
-        files += sorted(map(str, path.rglob("*.py"))) if path.is_dir() else [str(path)]
-    return files
+def resolved(stage, name=None):
+    return str(resolved_path(stage, name))
+
+
+def resolved_job(stage):
+    return lambda wildcards: resolved(stage, f"{wildcards.run}-s{wildcards.seed}")
+
+
+def resolved_dataset(stage):
+    return lambda wildcards: resolved(stage, wildcards.dataset)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -89,53 +89,11 @@ def extractor_weights(wildcards):
 
 
 def eval_features(wildcards):
-    """For an image dataset: its cached reference features and the extractors' weights. A 2-D toy
-    has none; it waits for every dataset's features, as under DVC (whose dep is artifacts/refstats)."""
+    """For an image dataset: its cached reference features and the extractors' weights; a 2-D toy has none."""
     dataset = CFG["runs"][wildcards.run]["dataset"]
     if dataset not in EVAL_DATASETS:
-        return [f"artifacts/refstats/{d}" for d in EVAL_DATASETS]
+        return []
     return [f"artifacts/refstats/{dataset}"] + [weights_file(e, dataset) for e in EXTRACTORS]
-
-
-# --------------------------------------------------------------------------------------------------
-# Params functions: the resolved values each stage reads (the `params` of its dvc.yaml stage). A
-# change to one of them re-runs the stage through Snakemake's `params` rerun trigger.
-# --------------------------------------------------------------------------------------------------
-def _pick(section, keys):
-    return json.dumps({k: CFG[section].get(k) for k in keys}, sort_keys=True)
-
-
-def prepare_params(wildcards):
-    keys = ["root", "split_seed", "allow_download", "toy_train_size", "toy_test_size"]
-    data = {k: CFG["data"].get(k) for k in keys}
-    data["dataset"] = CFG["data"]["datasets"][wildcards.dataset]
-    return json.dumps(data, sort_keys=True)
-
-
-def classifier_params(wildcards):
-    return json.dumps(CFG["classifier"], sort_keys=True)
-
-
-def refstats_params(wildcards):
-    return _pick("eval", ["extractors", "reference_split", "feature_batch_size"])
-
-
-def train_params(wildcards):
-    harness = {k: CFG["harness"].get(k) for k in ("device", "amp", "on_divergence", "num_threads")}
-    return json.dumps({"run": CFG["runs"][wildcards.run], "harness": harness}, sort_keys=True)
-
-
-def sample_params(wildcards):
-    sample = {k: CFG["eval"].get(k) for k in ("extractors", "sample_batch_size", "seed", "hubness")}
-    return json.dumps({"eval": sample, "grid_n": CFG["report"]["grid_n"]}, sort_keys=True)
-
-
-def evaluate_params(wildcards):
-    return json.dumps(CFG["eval"], sort_keys=True)
-
-
-def report_params(wildcards):
-    return json.dumps({k: CFG.get(k) for k in ("seeds", "repeat", "runs", "report")}, sort_keys=True)
 
 
 # --------------------------------------------------------------------------------------------------

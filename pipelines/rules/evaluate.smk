@@ -3,13 +3,11 @@
 
 rule sample:
     input:
+        resolved_job("sample"),
         "runs/{run}-s{seed}/outcome.json",
         run_dataset,  # the 2-D toys' density figures read the test split
-        code("sample"),
     output:
         directory("samples/{run}-s{seed}"),
-    params:
-        config=sample_params,
     log:
         "logs/sample/{run}-s{seed}.log",
     conda:
@@ -25,15 +23,13 @@ rule sample:
 
 rule evaluate:
     input:
+        resolved_job("evaluate"),
         "runs/{run}-s{seed}/outcome.json",
         "samples/{run}-s{seed}",
         run_dataset,
         eval_features,
-        code("evaluate"),
     output:
         "metrics/{run}-s{seed}.json",
-    params:
-        config=evaluate_params,
     log:
         "logs/evaluate/{run}-s{seed}.log",
     conda:

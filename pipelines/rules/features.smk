@@ -3,7 +3,7 @@
 
 rule weights:
     input:
-        code("weights"),
+        resolved("weights"),
     output:
         "artifacts/weights/inception-v3-tf2015.pt",
     log:
@@ -20,13 +20,11 @@ rule weights:
 
 rule classifier:
     input:
+        resolved_dataset("classifier"),
         f"{DATA_ROOT}/{{dataset}}",
-        code("classifier"),
     output:
         "artifacts/classifiers/{dataset}.pt",
         "artifacts/classifiers/{dataset}.json",
-    params:
-        config=classifier_params,
     log:
         "logs/classifier/{dataset}.log",
     conda:
@@ -42,13 +40,11 @@ rule classifier:
 
 rule refstats:
     input:
+        resolved_dataset("refstats"),
         f"{DATA_ROOT}/{{dataset}}",
         extractor_weights,
-        code("refstats"),
     output:
         directory("artifacts/refstats/{dataset}"),
-    params:
-        config=refstats_params,
     log:
         "logs/refstats/{dataset}.log",
     conda:

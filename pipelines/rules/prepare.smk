@@ -3,11 +3,9 @@
 
 rule prepare:
     input:
-        code("prepare"),
+        resolved_dataset("prepare"),
     output:
         directory(f"{DATA_ROOT}/{{dataset}}"),
-    params:
-        config=prepare_params,
     log:
         "logs/prepare/{dataset}.log",
     conda:

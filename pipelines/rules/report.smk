@@ -6,15 +6,13 @@ rule report:
         expand("metrics/{job}.json", job=JOBS),
         expand("runs/{job}/outcome.json", job=JOBS),
         expand("samples/{job}", job=JOBS),
-        code("report"),
+        resolved("report"),
     output:
         f"{REPORT_DIR}/leaderboard.md",
         f"{REPORT_DIR}/leaderboard.csv",
         f"{REPORT_DIR}/index.html",
         directory(f"{REPORT_DIR}/figures"),
         directory(f"{REPORT_DIR}/curves"),
-    params:
-        config=report_params,
     log:
         "logs/report.log",
     conda:

@@ -8,12 +8,10 @@
 
 rule train:
     input:
+        resolved_job("train"),
         run_dataset,
-        code("train"),
     output:
         "runs/{run}-s{seed}/outcome.json",
-    params:
-        config=train_params,
     log:
         "logs/train/{run}-s{seed}.log",
     conda:

@@ -1,0 +1,259 @@
+"""`genbench resolve`: what each stage instance uses, one small file per stage, so that DVC and
+Snakemake re-run a stage when, and only when, something it uses changed.
+
+    pipelines/resolved/jobs.yaml               the DAG's lists (jobs with their dataset, datasets),
+                                                read by dvc.yaml's `vars` and by the Snakefile
+    pipelines/resolved/<stage>/<name>.json     one per stage instance: the settings it reads, fully
+                                                resolved (the profile merged, every default filled in),
+                                                and the sha256 of every genbench source file it imports
+
+A stage instance depends on its file (plus its data and upstream outputs) instead of on whole
+sections of params.yaml and whole code folders: editing one run's override in a profile changes that
+run's files only; editing one model family's module changes the files of that family's jobs only; a
+change to report.py changes report.json only.
+
+The source files a stage uses are found statically: the stage's entry modules (and, for a job, its
+model family's module), then every `genbench` module they import, anywhere in the file (lazy imports
+included), transitively. Two kinds of edges are not followed: a registry package's imports of its
+members (genbench.models imports every family to register it; genbench.data every dataset loader), and
+modules whose effect is already in the resolved values or is bookkeeping (command-line parsing,
+configuration types and defaults, paths, MLflow tracking): CODE_NOT_FOLLOWED.
+"""
+from __future__ import annotations
+
+import ast
+import json
+from dataclasses import asdict
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from genbench import GenbenchError
+from genbench.config import Params
+
+RESOLVED_DIR = Path("pipelines/resolved")
+JOBS_FILE = RESOLVED_DIR / "jobs.yaml"
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+# Modules whose edits cannot change a figure except through the resolved values (config: types and
+# defaults, which the files hold filled in), or that only name paths, parse the command line or track.
+CODE_NOT_FOLLOWED = ("genbench", "genbench.cli", "genbench.config", "genbench.layout", "genbench.tracking",
+                     "genbench.resolve", "genbench.bench")
+
+# The modules each stage runs (genbench.cli calls into these); a job's stages add its family module.
+STAGE_ENTRIES = {
+    "prepare": ("genbench.data",),
+    "weights": ("genbench.metrics.fid",),
+    "classifier": ("genbench.metrics.classifier", "genbench.data"),
+    "refstats": ("genbench.evaluate",),
+    "train": ("genbench.train",),
+    "sample": ("genbench.evaluate",),
+    "evaluate": ("genbench.evaluate",),
+    "report": ("genbench.report",),
+}
+
+
+def resolved_path(stage: str, name: str | None = None) -> Path:
+    return RESOLVED_DIR / stage / f"{name}.json" if name else RESOLVED_DIR / f"{stage}.json"
+
+
+# --------------------------------------------------------------------------------------------------
+# The source files a module uses (static import graph of the genbench package)
+# --------------------------------------------------------------------------------------------------
+def _module_file(module: str) -> Path | None:
+    rel = Path(*module.split("."))
+    for candidate in (PACKAGE_DIR.parent / rel / "__init__.py", PACKAGE_DIR.parent / rel.with_suffix(".py")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+@lru_cache(maxsize=None)
+def _imports(module: str) -> tuple[str, ...]:
+    """genbench modules that `module` imports anywhere in its file, with their parent packages."""
+    path = _module_file(module)
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            # `from genbench.metrics import fid` imports the module genbench.metrics.fid
+            names = [f"{node.module}.{a.name}" if _module_file(f"{node.module}.{a.name}") else node.module
+                     for a in node.names]
+        for name in names:
+            if name == "genbench" or name.startswith("genbench."):
+                parts = name.split(".")
+                found.update(".".join(parts[:i]) for i in range(1, len(parts) + 1) if _module_file(".".join(parts[:i])))
+    found.discard(module)
+    return tuple(sorted(found))
+
+
+def loader_module(dataset: str) -> str:
+    loader = __import__("genbench.data", fromlist=["info"]).info(dataset).loader
+    return getattr(loader, "func", loader).__module__  # the 2-D toys' loaders are functools.partial
+
+
+def _registry_members() -> dict[str, set[str]]:
+    """Registry packages and the member modules they import only to register them."""
+    from genbench.data import DATASETS
+    from genbench.models import MODELS
+
+    return {"genbench.models": {spec.cls.__module__ for spec in MODELS.values()},
+            "genbench.data": {loader_module(name) for name in DATASETS}}
+
+
+def source_files(*entries: str) -> list[str]:
+    """Repository-relative paths of the genbench files the entry modules use (see module doc)."""
+    members = _registry_members()
+    seen: set[str] = set()
+    todo = [m for m in entries]
+    while todo:
+        module = todo.pop()
+        if module in seen or module in CODE_NOT_FOLLOWED:
+            continue
+        seen.add(module)
+        todo += [m for m in _imports(module) if m not in members.get(module, ())]
+    root = PACKAGE_DIR.parent
+    return sorted(str(_module_file(m).relative_to(root)) for m in seen)
+
+
+def code_hashes(*entries: str) -> dict[str, str]:
+    from genbench.io import sha256_file
+
+    return {path: sha256_file(PACKAGE_DIR.parent / path) for path in source_files(*entries)}
+
+
+# --------------------------------------------------------------------------------------------------
+# What each stage instance reads
+# --------------------------------------------------------------------------------------------------
+def family_module(params: Params, run: str) -> str:
+    from genbench.models import MODELS
+
+    return MODELS[params.run(run).model].cls.__module__
+
+
+def resolved_model_config(params: Params, run: str) -> dict[str, Any]:
+    """The run's model_config with every default of the model's config dataclass filled in."""
+    from genbench.config import strict
+    from genbench.models import MODELS
+
+    spec = params.run(run)
+    return asdict(strict(MODELS[spec.model].config_cls, spec.model_config, f"runs.{run}.model_config"))
+
+
+def stage_documents(params: Params) -> dict[Path, dict[str, Any]]:
+    """Every resolved file's content, by path."""
+    from genbench.data import info as dataset_info
+
+    harness = params.harness
+    threads = {"device": harness.device, "num_threads": harness.num_threads}
+    docs: dict[Path, dict[str, Any]] = {}
+    code = {stage: code_hashes(*entries) for stage, entries in STAGE_ENTRIES.items() if stage != "prepare"}
+
+    for name, opts in params.data.datasets.items():
+        toy = dataset_info(name).kind == "points"
+        docs[resolved_path("prepare", name)] = {
+            "dataset": name, "val_size": opts.val_size, "train_limit": opts.train_limit,
+            "test_limit": opts.test_limit, "split_seed": params.data.split_seed, "root": params.data.root,
+            # the 2-D toys are generated: their sizes are settings of the data
+            **({"toy_train_size": params.data.toy_train_size, "toy_test_size": params.data.toy_test_size} if toy else {}),
+            # where the raw files are found cannot change the prepared bytes: each is pinned by sha256
+            "code": code_hashes("genbench.data", loader_module(name))}
+    docs[resolved_path("weights")] = {"code": code["weights"]}
+    for name in params.eval.datasets:
+        docs[resolved_path("classifier", name)] = {"dataset": name, "classifier": asdict(params.classifier),
+                                                   "num_threads": harness.num_threads, "code": code["classifier"]}
+        docs[resolved_path("refstats", name)] = {
+            "dataset": name, "reference_split": params.eval.reference_split,
+            "feature_batch_size": params.eval.feature_batch_size,
+            "n_ref": {e: o.n_ref for e, o in params.eval.extractors.items()}, **threads, "code": code["refstats"]}
+
+    for run, seed in params.jobs():
+        spec = params.run(run)
+        family = family_module(params, run)
+        model = {"run": run, "seed": seed, "model": spec.model, "dataset": spec.dataset,
+                 "model_config": resolved_model_config(params, run)}
+        job = f"{run}-s{seed}"
+        docs[resolved_path("train", job)] = {
+            **model, "train": asdict(spec.train),
+            "harness": {**threads, "amp": harness.amp, "on_divergence": harness.on_divergence},
+            "code": code_hashes(*STAGE_ENTRIES["train"], family)}
+        sample_eval = {k: getattr(params.eval, k) for k in ("sample_batch_size", "seed")}
+        docs[resolved_path("sample", job)] = {
+            **model, "run_eval": asdict(spec.eval), "eval": {
+                **sample_eval, "hubness": asdict(params.eval.hubness) if params.eval.hubness else None,
+                "n_gen": {e: o.n_gen for e, o in params.eval.extractors.items()}},
+            "grid_n": params.report.grid_n, **threads, "code": code_hashes(*STAGE_ENTRIES["sample"], family)}
+        docs[resolved_path("evaluate", job)] = {
+            **model, "run_eval": asdict(spec.eval), "eval": asdict(params.eval),
+            "first_seed": seed in params.seeds,  # the repeat seeds are scored with eval.repeat_extractors
+            "profile": params.profile, **threads, "code": code_hashes(*STAGE_ENTRIES["evaluate"], family)}
+
+    docs[resolved_path("report")] = {
+        "profile": params.profile, "seeds": params.seeds, "repeat": asdict(params.repeat),
+        "runs": {r: {"model": c.model, "dataset": c.dataset} for r, c in params.runs.items()},
+        "report": asdict(params.report), "code": code["report"]}
+    return docs
+
+
+def job_table(params: Params) -> dict[str, Any]:
+    """The lists dvc.yaml's foreach loops read (DVC's templating cannot look a run's dataset up)."""
+    from genbench.data import info as dataset_info
+
+    jobs = {}
+    for run, seed in params.jobs():
+        dataset = params.run(run).dataset
+        image = dataset_info(dataset).kind == "image"
+        jobs[f"{run}-{seed}"] = {
+            "run": run, "seed": seed, "dataset": dataset,
+            # what evaluate reads besides the data: an image dataset's reference features; a 2-D toy has
+            # none, so its slot names the prepared data again (DVC cannot template a list of deps)
+            "features": f"artifacts/refstats/{dataset}" if image else f"{params.data.root}/{dataset}"}
+    return {"data_root": params.data.root, "prepared": list(params.data.datasets),
+            "scored": list(params.eval.datasets), "jobs": jobs}
+
+
+# --------------------------------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------------------------------
+JOBS_HEADER = ("# Written by `genbench resolve` from params.yaml (the `resolve` stage of dvc.yaml): do not edit.\n"
+               "# dvc.yaml's foreach loops read these lists; the files beside it are what each stage uses.\n")
+
+
+def _render(path: Path, doc: Any) -> str:
+    if path.suffix == ".yaml":
+        return JOBS_HEADER + yaml.safe_dump(doc, sort_keys=False, width=120)
+    return json.dumps(doc, indent=1, sort_keys=True) + "\n"
+
+
+def write_resolved(params: Params, root: Path | str = ".") -> dict[str, list[str]]:
+    """Bring pipelines/resolved/ in line with params: write changed files only (unchanged ones keep
+    their bytes and time stamps), remove files of stages that no longer exist. Returns the changes."""
+    from genbench.io import atomic_path
+
+    root = Path(root)
+    docs = {JOBS_FILE: job_table(params), **stage_documents(params)}
+    changes: dict[str, list[str]] = {"written": [], "removed": []}
+    for rel, doc in docs.items():
+        text, path = _render(rel, doc), root / rel
+        if not path.is_file() or path.read_text() != text:
+            with atomic_path(path) as tmp:
+                tmp.write_text(text)
+            changes["written"].append(str(rel))
+    wanted = {root / rel for rel in docs}
+    for path in sorted((root / RESOLVED_DIR).rglob("*")):
+        if path.is_file() and path not in wanted:
+            path.unlink()
+            changes["removed"].append(str(path.relative_to(root)))
+    return changes
+
+
+def check_job_list_unchanged(changes: dict[str, list[str]]) -> None:
+    """Under DVC, the stage list was read from jobs.yaml before this stage ran: if it changed, the
+    running `dvc repro` has the old list. Stop with what to do rather than run an outdated DAG."""
+    if str(JOBS_FILE) in changes["written"]:
+        raise GenbenchError(f"{JOBS_FILE} changed (a run, seed or dataset was added, removed or moved): "
+                            "it has been rewritten; run `dvc repro` again to use the new stage list")
