@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -235,16 +237,65 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+STAGE_TIMES_LOG = "logs/stage-times.jsonl"  # one row per stage process (benchmark/budget.py reads it)
+
+
+def _process_age_s() -> float:
+    """Seconds since this process started (Linux; elsewhere since genbench.cli was imported)."""
+    try:
+        start_ticks = int(open("/proc/self/stat").read().rsplit(")", 1)[1].split()[19])
+        uptime = float(open("/proc/uptime").read().split()[0])
+        return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return time.perf_counter() - _IMPORTED
+
+
+_IMPORTED = time.perf_counter()
+
+
+def _record_stage_time(args, started_age_s: float, work_s: float | None, status: int) -> None:
+    """Append where this stage process's time went: start-up (interpreter + imports + params) and
+    MLflow bookkeeping against its own work, so that fixed costs are measured, not guessed."""
+    from genbench.tracking import STAGE_TIMES
+
+    total = _process_age_s()
+    row = {"stage": args.command, "job": getattr(args, "run", None) and f"{args.run}-s{args.seed}",
+           "dataset": getattr(args, "dataset", None), "status": status, "total_s": round(total, 3),
+           "startup_s": round(started_age_s, 3), "tracking_s": round(STAGE_TIMES["tracking_s"], 3),
+           "work_s": None if work_s is None else round(work_s, 3)}
+    if work_s is not None:
+        row["fixed_s"] = round(total - work_s, 3)
+    try:
+        os.makedirs(os.path.dirname(STAGE_TIMES_LOG), exist_ok=True)
+        with open(STAGE_TIMES_LOG, "a") as handle:
+            handle.write(json.dumps(row) + "\n")
+    except OSError:
+        pass  # a read-only working directory: the timing is lost, the stage is not
+
+
+TIMED_STAGES = ("resolve", "prepare", "weights", "classifier", "refstats", "train", "sample", "evaluate", "report")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    started = _process_age_s()
+    status = 1
     try:
-        return args.func(args)
+        status = args.func(args)
+        return status
     except GenbenchError as exc:
+        status = 2
         print(f"genbench: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        status = 130
         print("genbench: interrupted; a training job resumes from its last checkpoint", file=sys.stderr)
         return 130
+    finally:
+        if args.command in TIMED_STAGES and not args.dry_run:
+            from genbench.tracking import STAGE_TIMES
+
+            _record_stage_time(args, started, STAGE_TIMES.get("work_s"), status)
 
 
 if __name__ == "__main__":

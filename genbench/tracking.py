@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 EXPERIMENT = "genbench"
+BATCH_PARAMS_TAGS = 100  # MLflow's limit of params (and of tags) per log_batch call
+# seconds this process spent opening and closing its MLflow run, and inside the run (the stage's work)
+STAGE_TIMES: dict[str, float] = {"tracking_s": 0.0}
 
 
 def tracking_enabled() -> bool:
@@ -59,10 +62,13 @@ class Tracker:
             self.client.log_batch(self.run_id, metrics=metrics[start:start + 1000])
 
     def set_tags(self, tags: dict[str, Any]) -> None:
-        if self.client is None:
+        if self.client is None or not tags:
             return
-        for key, value in flatten(tags).items():
-            self.client.set_tag(self.run_id, key, value[:5000])
+        from mlflow.entities import RunTag
+
+        items = [RunTag(k, v[:5000]) for k, v in flatten(tags).items()]
+        for start in range(0, len(items), BATCH_PARAMS_TAGS):
+            self.client.log_batch(self.run_id, tags=items[start:start + BATCH_PARAMS_TAGS])
 
     def log_artifact(self, path: Path | str, artifact_path: str | None = None) -> None:
         if self.client is not None and Path(path).exists():
@@ -90,8 +96,10 @@ def _client(uri: str, attempts: int = 5):
 def stage_run(stage: str, job: str, *, params: dict | None = None, tags: dict | None = None,
               root: Path | str = ".") -> Iterator[Tracker]:
     """Open an MLflow run named `<stage>:<job>`; it ends FINISHED, or FAILED if the block raises."""
+    t0 = time.perf_counter()
     if not tracking_enabled():
         yield Tracker()
+        STAGE_TIMES["work_s"] = time.perf_counter() - t0
         return
     import mlflow
 
@@ -108,15 +116,25 @@ def stage_run(stage: str, job: str, *, params: dict | None = None, tags: dict | 
             experiment_id = client.get_experiment_by_name(EXPERIMENT).experiment_id
     else:
         experiment_id = experiment.experiment_id
+    from mlflow.entities import Param
+
+    run_tags = {"genbench.stage": stage, "genbench.job": job, **flatten(tags or {})}
     run = client.create_run(experiment_id, run_name=f"{stage}:{job}",
-                            tags={"genbench.stage": stage, "genbench.job": job})
+                            tags={k: v[:5000] for k, v in run_tags.items()})
     tracker = Tracker(client, run.info.run_id)
-    for key, value in flatten(params or {}).items():
-        client.log_param(tracker.run_id, key, value[:6000])
-    tracker.set_tags(tags or {})
+    # one batch (one store transaction) rather than one call per param: each call costs a SQLite commit
+    items = [Param(k, v[:6000]) for k, v in flatten(params or {}).items()]
+    for start in range(0, len(items), BATCH_PARAMS_TAGS):
+        client.log_batch(tracker.run_id, params=items[start:start + BATCH_PARAMS_TAGS])
+    STAGE_TIMES["tracking_s"] += time.perf_counter() - t0
+    t_work = time.perf_counter()
     try:
         yield tracker
     except BaseException:
         client.set_terminated(tracker.run_id, "FAILED")
         raise
+    finally:
+        t1 = time.perf_counter()
+        STAGE_TIMES["work_s"] = t1 - t_work
     client.set_terminated(tracker.run_id, "FINISHED")
+    STAGE_TIMES["tracking_s"] += time.perf_counter() - t1

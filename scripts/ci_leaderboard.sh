@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Regenerate the leaderboard on the `ci` profile with `dvc repro` in a clean clone of HEAD, print it,
 # and copy reports/ to OUT (default reports/ci). The committed cpu-profile reports are not touched.
+# Prints where the time went: every stage process's start-up, MLflow bookkeeping and own work
+# (logs/stage-times.jsonl, written by genbench itself), and what DVC added around them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-reports/ci}
@@ -18,8 +20,13 @@ ln -s "$PWD/.venv" "$work/repo/.venv"
   sed -i 's/^  runs: \[sgan_mnist, wgan_gp_mnist, .*/  runs: [wgan_gp_mnist, wgan_div_mnist]/' params.yaml
   export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # the clone's code, whatever the editable install points to
   genbench validate
+  genbench resolve > /dev/null   # the job list of this profile, before DVC reads it
+  start=$(date +%s.%N)
   dvc repro --quiet
+  end=$(date +%s.%N)
   cat reports/leaderboard.md
+  python scripts/stage_times.py logs/stage-times.jsonl --wall "$(echo "$end - $start" | bc)"
+  mkdir -p reports/timing && cp logs/stage-times.jsonl reports/timing/
 )
 mkdir -p "$out"
 cp -r "$work/repo/reports/." "$out/"
