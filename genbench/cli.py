@@ -186,6 +186,24 @@ def cmd_report(args) -> int:
         for name in ("leaderboard.md", "leaderboard.csv", "index.html"):
             tracker.log_artifact(Path(params.report.dir) / name)
     print((Path(params.report.dir) / "leaderboard.md").read_text())
+    _flush_tracking()
+    return 0
+
+
+def _flush_tracking() -> None:
+    from genbench.tracking import PENDING, flush_pending, tracking_enabled, tracking_uri
+
+    if tracking_enabled():
+        counts = flush_pending()
+        print(f"MLflow ({tracking_uri()}): {counts['sent']} stage run(s) sent"
+              + (f", {counts['running']} still running" if counts["running"] else "")
+              + (f", {counts['kept']} kept in {PENDING} for the next `genbench track`" if counts["kept"] else ""))
+
+
+def cmd_track(args) -> int:
+    if _dry(args, {"pending": "mlruns/pending"}):
+        return 0
+    _flush_tracking()
     return 0
 
 
@@ -225,7 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("train", _job_stage("train"), "train (or resume) one (run, seed) job", job)
     add("sample", _job_stage("sample"), "draw samples from a trained job", job)
     add("evaluate", _job_stage("evaluate"), "FID/KID/precision/recall and bits/dim of a job", job)
-    add("report", cmd_report, "build reports/ from metrics/*.json")
+    add("report", cmd_report, "build reports/ from metrics/*.json (then send the stages' runs to MLflow)")
+    add("track", cmd_track, "send the stage runs recorded under mlruns/pending/ to the MLflow store")
     bench = add("bench", cmd_bench, "throughput of every registered model and the harness overhead")
     bench.add_argument("--steps", type=int, default=30, help="timed steps per measurement")
     bench.add_argument("--models", nargs="*", default=None, help="models to measure (default: all registered)")

@@ -14,6 +14,11 @@ git clone -q . "$work/repo"
 ln -s "$PWD/.venv" "$work/repo/.venv"
 (
   cd "$work/repo"
+  mkdir -p reports/timing
+  # `dvc status` on the committed state (a clean clone: only outputs absent from its empty cache differ)
+  s0=$(date +%s.%N); dvc status > /dev/null; s1=$(date +%s.%N)
+  echo "$s1 - $s0" | bc > reports/timing/dvc-status-seconds
+  echo "dvc status on the committed state: $(cat reports/timing/dvc-status-seconds) s"
   sed -i 's/^profile: .*/profile: ci/' params.yaml
   # CI keeps the repeat seeds of the two runs whose claim the report checks (WGAN-GP vs WGAN-div);
   # the other repeats would only multiply process start-ups
@@ -25,8 +30,9 @@ ln -s "$PWD/.venv" "$work/repo/.venv"
   dvc repro --quiet
   end=$(date +%s.%N)
   cat reports/leaderboard.md
-  python scripts/stage_times.py logs/stage-times.jsonl --wall "$(echo "$end - $start" | bc)"
-  mkdir -p reports/timing && cp logs/stage-times.jsonl reports/timing/
+  cp logs/stage-times.jsonl reports/timing/
+  # where the time went; fails when a stage kind's median fixed cost exceeds 3 s by more than 50 %
+  python scripts/stage_times.py logs/stage-times.jsonl --wall "$(echo "$end - $start" | bc)" --max-fixed-s 4.5
 )
 mkdir -p "$out"
 cp -r "$work/repo/reports/." "$out/"

@@ -6,5 +6,6 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export PATH="$PWD/.venv/bin:$PATH"
 genbench validate
+genbench resolve > /dev/null   # the job list of params.yaml, before DVC reads it
 dvc repro "$@"
 cat reports/leaderboard.md

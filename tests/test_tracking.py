@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from genbench.tracking import stage_run
+from genbench.tracking import PENDING, flush_pending, stage_run
 
 
 def _free_port() -> int:
@@ -20,8 +20,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def mlflow_server(tmp_path):
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("mlflow-server")
     port = _free_port()
     mlflow = Path(sys.executable).with_name("mlflow")
     proc = subprocess.Popen(
@@ -51,16 +52,33 @@ def mlflow_server(tmp_path):
             proc.kill()
 
 
-def test_train_stage_is_tracked_on_a_real_server(workdir, mlflow_server):
+@pytest.mark.parametrize("mode", ["on", "live"])
+def test_train_stage_is_tracked_on_a_real_server(workdir, mlflow_server, mode):
+    """`on`: the stage records its run under mlruns/pending/ and `genbench track` sends it; `live`: the
+    stage sends it itself as it ends."""
     from mlflow.tracking import MlflowClient
 
-    env = {**os.environ, "GENBENCH_TRACKING": "on", "MLFLOW_TRACKING_URI": mlflow_server}
+    env = {**os.environ, "GENBENCH_TRACKING": mode, "MLFLOW_TRACKING_URI": mlflow_server}
     proc = subprocess.run([sys.executable, "-m", "genbench.cli", "train", "--run", "vae_mnist", "--seed", "0"],
                           cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     client = MlflowClient(tracking_uri=mlflow_server)
-    experiment = client.get_experiment_by_name("genbench")
-    (run,) = client.search_runs([experiment.experiment_id], "attributes.run_name = 'train:vae_mnist-s0'")
+
+    def runs():
+        experiment = client.get_experiment_by_name("genbench")
+        return [] if experiment is None else client.search_runs(
+            [experiment.experiment_id], "attributes.run_name = 'train:vae_mnist-s0'",
+            order_by=["attributes.start_time DESC"])
+
+    before = len(runs())
+    if mode == "on":
+        assert len(list((workdir / PENDING).iterdir())) == 1  # recorded, not sent yet
+        proc = subprocess.run([sys.executable, "-m", "genbench.cli", "track"], cwd=workdir, env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0 and "1 stage run(s) sent" in proc.stdout, proc.stdout + proc.stderr
+        assert len(runs()) == before + 1
+    assert not list((workdir / PENDING).iterdir())
+    run = runs()[0]
     assert run.info.status == "FINISHED"
     assert run.data.params["spec.train.lr"] == "0.001"
     assert run.data.params["spec.model_config.latent_dim"] == "4"
@@ -83,6 +101,7 @@ def test_default_store_is_sqlite_in_the_repo_and_failures_are_marked(tmp_path, m
     with pytest.raises(RuntimeError):
         with stage_run("evaluate", "job-bad"):
             raise RuntimeError("boom")
+    assert flush_pending(tmp_path) == {"sent": 2, "running": 0, "kept": 0}
     assert (tmp_path / "mlflow.db").exists()
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     runs = {r.info.run_name: r for r in client.search_runs([client.get_experiment_by_name("genbench").experiment_id])}
@@ -91,3 +110,45 @@ def test_default_store_is_sqlite_in_the_repo_and_failures_are_marked(tmp_path, m
     assert runs["evaluate:job-ok"].data.tags["protocol.n_gen"] == "10"
     assert runs["evaluate:job-ok"].data.metrics["fid"] == 1.5
     assert runs["evaluate:job-bad"].info.status == "FAILED"
+
+
+def test_an_unreachable_store_loses_no_run_and_a_killed_stage_is_sent_as_failed(tmp_path, monkeypatch):
+    """Outage: the flush keeps every pending run and says so; the next flush sends them. A stage whose
+    process died with its run open (kill -9) is sent as FAILED, marked interrupted; one still running is kept."""
+    import json
+
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GENBENCH_TRACKING", "on")
+    (tmp_path / "a-file").write_text("")  # a store under a regular file cannot be created: the store is down
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'a-file' / 'mlflow.db'}")
+    with stage_run("train", "job-a", params={"lr": 0.1}) as t:
+        t.log_rows([{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.0}])
+        (tmp_path / "stats.jsonl").write_text("{}\n")
+        t.log_artifact(tmp_path / "stats.jsonl")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    killed = tmp_path / PENDING / "0-killed"
+    killed.mkdir()
+    record = {"run_name": "train:job-b", "status": "RUNNING", "pid": dead.pid, "host": os.uname().nodename,
+              "start_time": 1, "end_time": None, "params": {}, "tags": {}, "metrics": [], "artifacts": []}
+    (killed / "run.json").write_text(json.dumps(record))
+    alive = tmp_path / PENDING / "1-alive"
+    alive.mkdir()
+    (alive / "run.json").write_text(json.dumps({**record, "run_name": "train:job-c", "pid": os.getpid()}))
+
+    assert flush_pending(tmp_path) == {"sent": 0, "running": 0, "kept": 3}
+    assert len(list((tmp_path / PENDING).iterdir())) == 3
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    assert flush_pending(tmp_path) == {"sent": 2, "running": 1, "kept": 0}
+    client = MlflowClient(tracking_uri=uri)
+    runs = {r.info.run_name: r for r in client.search_runs([client.get_experiment_by_name("genbench").experiment_id])}
+    assert set(runs) == {"train:job-a", "train:job-b"}
+    assert runs["train:job-a"].info.status == "FINISHED" and runs["train:job-a"].data.params["lr"] == "0.1"
+    assert [m.value for m in client.get_metric_history(runs["train:job-a"].info.run_id, "loss")] == [2.0, 1.0]
+    assert {a.path for a in client.list_artifacts(runs["train:job-a"].info.run_id)} == {"stats.jsonl"}
+    assert runs["train:job-b"].info.status == "FAILED" and "genbench.interrupted" in runs["train:job-b"].data.tags
+    assert [p.name for p in (tmp_path / PENDING).iterdir()] == ["1-alive"]

@@ -94,17 +94,3 @@ def eval_features(wildcards):
     if dataset not in EVAL_DATASETS:
         return []
     return [f"artifacts/refstats/{dataset}"] + [weights_file(e, dataset) for e in EXTRACTORS]
-
-
-# --------------------------------------------------------------------------------------------------
-# Run once before the first job (the Snakefile's `onstart`)
-# --------------------------------------------------------------------------------------------------
-def init_tracking_store():
-    """Create MLflow's store before jobs start in parallel: two genbench stages opening a fresh SQLite
-    store at once both try to create its tables, and one fails ("table runs already exists")."""
-    from genbench.tracking import tracking_enabled, tracking_uri
-
-    if tracking_enabled():
-        from mlflow.tracking import MlflowClient
-
-        MlflowClient(tracking_uri=tracking_uri()).search_experiments(max_results=1)
