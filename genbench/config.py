@@ -328,7 +328,8 @@ def resolve(raw: dict) -> dict:
     override = profiles[name] or {}
     if not isinstance(override, dict):
         raise GenbenchError(_format([f"profiles.{name}: expected a mapping, got {override!r}"]))
-    for forbidden in ("profile", "profiles", "seeds", "repeat"):  # dvc.yaml's matrices read the base values
+    # a profile may set `seeds` and `repeat`: dvc.yaml's loops read the resolved job list (genbench.resolve)
+    for forbidden in ("profile", "profiles"):
         if forbidden in override:
             raise GenbenchError(_format([f"profiles.{name}.{forbidden}: a profile cannot set `{forbidden}`"]))
     return deep_merge(raw, override)

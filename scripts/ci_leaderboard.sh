@@ -20,9 +20,6 @@ ln -s "$PWD/.venv" "$work/repo/.venv"
   echo "$s1 - $s0" | bc > reports/timing/dvc-status-seconds
   echo "dvc status on the committed state: $(cat reports/timing/dvc-status-seconds) s"
   sed -i 's/^profile: .*/profile: ci/' params.yaml
-  # CI keeps the repeat seeds of the two runs whose claim the report checks (WGAN-GP vs WGAN-div);
-  # the other repeats would only multiply process start-ups
-  sed -i 's/^  runs: \[sgan_mnist, wgan_gp_mnist, .*/  runs: [wgan_gp_mnist, wgan_div_mnist]/' params.yaml
   export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # the clone's code, whatever the editable install points to
   genbench validate
   genbench resolve > /dev/null   # the job list of this profile, before DVC reads it

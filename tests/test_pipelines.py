@@ -411,6 +411,8 @@ def keep_runs(copy: Path, keep: tuple[str, ...], repeat: tuple[str, ...] = ()) -
     for prof in raw["profiles"].values():
         if prof and "runs" in prof:
             prof["runs"] = {k: v for k, v in prof["runs"].items() if k in keep}
+        if prof and "repeat" in prof:
+            prof["repeat"]["runs"] = list(repeat)
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     for metrics in (copy / "metrics").glob("*.json"):  # the committed figures of the dropped jobs
         run, seed = metrics.stem.rsplit("-s", 1)
@@ -484,7 +486,8 @@ def test_dvc_and_snakemake_run_the_ci_profile_to_the_same_numbers(tmp_path):
         raw["profiles"]["ci"]["runs"]["glow_ring8"]["train"]["steps"] += 1
         return yaml.safe_dump(raw, sort_keys=False)
 
-    assert stale_after(params_path, ci_override) == {"resolve"} | job_stages("glow_ring8-0")
+    # a training setting: that run's train stage (its sample and evaluate follow once it re-ran)
+    assert stale_after(params_path, ci_override) == {"resolve", "train@glow_ring8-0"}
     comment = lambda text: text + "\n# a comment\n"  # noqa: E731
     assert stale_after(copy / "genbench/models/flows.py", comment) == \
         {"resolve"} | job_stages("glow_mnist-0", "glow_ring8-0")  # one family's jobs
