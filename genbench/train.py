@@ -70,13 +70,23 @@ def select_device(harness: HarnessConfig) -> torch.device:
     return torch.device(harness.device)
 
 
+def deterministic_algorithms() -> None:
+    """torch.use_deterministic_algorithms(True, warn_only=True), less its side effect of importing
+    torch._inductor (and with it torch._dynamo: 2-3 s, most of a short stage's start-up) to set the
+    compiler's flag too: genbench never compiles, so the flag the kernels read is all it needs."""
+    if hasattr(torch._C, "_set_deterministic_algorithms"):
+        torch._C._set_deterministic_algorithms(True, warn_only=True)
+    else:  # a torch without the private setter
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
 def seed_everything(seed: int, harness: HarnessConfig) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     if harness.num_threads:
         torch.set_num_threads(harness.num_threads)
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    deterministic_algorithms()
 
 
 def batch_indices(n: int, batch_size: int, step: int, seed: int) -> torch.Tensor:

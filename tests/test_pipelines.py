@@ -408,11 +408,15 @@ def keep_runs(copy: Path, keep: tuple[str, ...], repeat: tuple[str, ...] = ()) -
     raw = yaml.safe_load(path.read_text())
     raw["runs"] = {k: v for k, v in raw["runs"].items() if k in keep}
     raw["repeat"]["runs"] = list(repeat)
+    used = {run["dataset"] for run in raw["runs"].values()}  # and only the datasets they use
+    raw["data"]["datasets"] = {k: v for k, v in raw["data"]["datasets"].items() if k in used}
     for prof in raw["profiles"].values():
         if prof and "runs" in prof:
             prof["runs"] = {k: v for k, v in prof["runs"].items() if k in keep}
         if prof and "repeat" in prof:
             prof["repeat"]["runs"] = list(repeat)
+        if prof and "datasets" in prof.get("data", {}):
+            prof["data"]["datasets"] = {k: v for k, v in prof["data"]["datasets"].items() if k in used}
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     for metrics in (copy / "metrics").glob("*.json"):  # the committed figures of the dropped jobs
         run, seed = metrics.stem.rsplit("-s", 1)

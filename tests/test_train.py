@@ -101,3 +101,21 @@ def test_gan_keeps_its_last_checkpoint_and_resumes_exactly(workdir):
     rows = [json.loads(l) for l in (workdir / "full" / "stats.jsonl").read_text().splitlines()]
     assert not any("val_loss" in r for r in rows) and all("d_loss" in r for r in rows)
     assert "g_loss" in rows[0]  # step 2 of n_critic 2: the generator has been updated once
+
+
+def test_seeding_turns_deterministic_algorithms_on_without_importing_the_compiler():
+    """seed_everything sets torch's deterministic-algorithms flag (warn only), as
+    torch.use_deterministic_algorithms does, without importing torch._inductor (seconds per stage)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch\n"
+            "from genbench.config import HarnessConfig\n"
+            "from genbench.train import seed_everything\n"
+            "seed_everything(3, HarnessConfig(num_threads=1))\n"
+            "assert torch.are_deterministic_algorithms_enabled()\n"
+            "assert torch.is_deterministic_algorithms_warn_only_enabled()\n"
+            "assert 'torch._inductor' not in sys.modules, 'the compiler was imported'\n"
+            "assert torch.initial_seed() == 3\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
