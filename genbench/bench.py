@@ -1,26 +1,46 @@
 """`genbench bench`: throughput of every registered model on this machine, and the harness overhead.
 
+On a shared machine one timing of each loop is noise, so every comparison here is measured the same way:
+each side is warmed up by time (steps until --warmup-s seconds have passed: allocator, oneDNN caches,
+lazily built buffers), then timed in short segments that alternate (A, B, A, B, ...) for --repeats rounds;
+a slow phase of the machine then lands on both sides, and each figure is the median over the rounds
+with its min and max. Ratios are ratios of the medians; their range is that of the per-round ratios.
+
 For each model (its first run in params.yaml, on that run's prepared dataset and settings):
-  bare loop      training_step on in-memory batches, nothing else        -> train images/s
-  harness        genbench.train.train() for the same steps (batch order, NaN check, logging,
-                 EMA, validation and checkpoints as configured)          -> overhead vs bare
+  bare loop      training_step on in-memory batches, plus the EMA update when the run configures one
+                 (the EMA is part of what the run trains)                 -> train images/s
+  harness        genbench.train.train() itself: its per-step time, i.e. batch gathering, training_step,
+                 NaN check, EMA, per-step logging (log_every = 1, so at least what the run logs); the
+                 validation passes and checkpoint writes are left out     -> overhead vs bare
   sample         model.sample in batches of eval.sample_batch_size       -> sample images/s (and, for
                  iterative samplers — diffusion steps, Langevin steps — network evaluations per second)
-  evaluation     each likelihood kind on eval.sample_batch_size test examples -> seconds
+  evaluation     each likelihood kind on eval.sample_batch_size test examples (at most the run's
+                 eval.likelihood_n)                                       -> seconds per example
+  --peers        vae, glow, ddpm against pythae, normflows and denoising-diffusion-pytorch: one training
+                 step of each on MNIST 1x28x28 batches of 64, 2 threads (pip install -e .[peers])
   --scaling      one bare training step at image sides 14, 28, 56 (Glow and TARFLOW, the config of
                  their first run; TARFLOW with 2x2 patches, Glow with one level, so every side fits): ms/step and
                  the growth factor per doubling of the side
-  --iresnet-logdet  bias and standard deviation of the i-ResNet log-determinant estimate against
+  --iresnet-logdet  bias and standard deviation of the i-ResNet log-det estimate against
                  the exact value (full Jacobian) as the series grows, on small inputs
-Figures are printed as a table and written as JSON with --out. Tracking is off while measuring.
+Figures are printed as tables and written as JSON with --out. Tracking is off while measuring.
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
+import importlib
+import importlib.metadata
+import itertools
 import json
+import math
 import os
+import statistics
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -29,44 +49,163 @@ from genbench.config import load
 from genbench.data import load_split
 from genbench.layout import prepared_dir, run_dir
 from genbench.models import MODELS, Optimization, build_model
-from genbench.train import Job, batch_indices, load_trained, seed_everything, train
+from genbench.tracking import Tracker
+from genbench.train import EMA, Job, batch_indices, load_trained, seed_everything, train
+
+Clock = Callable[[], float]
 
 
-def _bare_loop(job: Job, train_x: torch.Tensor, steps: int) -> float:
-    """Seconds for `steps` training steps with nothing around them (after 3 warm-up steps)."""
-    spec = job.spec
-    info_shape = tuple(train_x.shape[1:])
-    model = build_model(spec.model, spec.model_config, info_shape)
-    opt = Optimization(model.configure_optimizers(spec.train.lr, spec.train.weight_decay), None, spec.train.grad_clip)
-    generator = torch.Generator().manual_seed(0)
-    batches = [train_x[batch_indices(len(train_x), spec.train.batch_size, s, 0)] for s in range(steps + 3)]
-    for step in range(3):
-        model.training_step(batches[step], step, opt, generator)
-    t0 = time.perf_counter()
-    for step in range(3, steps + 3):
-        model.training_step(batches[step], step, opt, generator)
-    return time.perf_counter() - t0
+# ==================================================================================================
+# noise-robust timing
+# ==================================================================================================
+def warm_up(step: Callable[[], object], seconds: float, clock: Clock = time.perf_counter,
+            min_steps: int = 3) -> float:
+    """Call step() until `seconds` have passed (and at least `min_steps` times); returns the median
+    seconds per call of the second half, an estimate of the warm step time that sizes the segments."""
+    times: list[float] = []
+    start = clock()
+    while len(times) < min_steps or clock() - start < seconds:
+        t0 = clock()
+        step()
+        times.append(clock() - t0)
+    return statistics.median(times[len(times) // 2:])
 
 
-def measure(params, run: str, steps: int) -> dict:
+def segment_steps(seconds_per_step: float, segment_s: float, minimum: int = 5) -> int:
+    """Steps in one timed segment: enough to fill about `segment_s` seconds."""
+    return max(minimum, math.ceil(segment_s / max(seconds_per_step, 1e-9)))
+
+
+def time_segment(step: Callable[[], object], steps: int, clock: Clock = time.perf_counter) -> float:
+    """Seconds per call of step(), over `steps` back-to-back calls."""
+    t0 = clock()
+    for _ in range(steps):
+        step()
+    return (clock() - t0) / steps
+
+
+def alternate(segments: dict[str, Callable[[], float]], repeats: int) -> dict[str, list[float]]:
+    """`repeats` rounds; each round runs every segment once, in the order given (A, B, A, B, ...).
+    A segment returns its seconds per step; returns them per name, one per round."""
+    out: dict[str, list[float]] = {name: [] for name in segments}
+    for _ in range(repeats):
+        for name, segment in segments.items():
+            out[name].append(segment())
+    return out
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    """Median with min and max."""
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def rate(seconds_per_step: list[float], batch_size: int) -> dict[str, float]:
+    """Images per second of each round, as median [min, max] (the slowest round gives the min)."""
+    return spread([batch_size / s for s in seconds_per_step])
+
+
+def ratio(a: list[float], b: list[float]) -> dict[str, float]:
+    """median(a) / median(b), with the min and max of the per-round ratios a_i / b_i."""
+    per_round = [x / y for x, y in zip(a, b)]
+    return {"median": statistics.median(a) / statistics.median(b), "min": min(per_round), "max": max(per_round)}
+
+
+def fmt(s: dict[str, float], scale: float = 1.0, digits: int = 0, sign: bool = False) -> str:
+    """`median [min, max]` of a spread, each value times `scale`."""
+    f = f"{{:{'+' if sign else ''}.{digits}f}}"
+    return f"{f.format(s['median'] * scale)} [{f.format(s['min'] * scale)}, {f.format(s['max'] * scale)}]"
+
+
+# ==================================================================================================
+# training: bare loop vs the harness, alternated
+# ==================================================================================================
+class BareLoop:
+    """The model's training_step on in-memory batches and nothing else, plus the EMA update when the run
+    configures one (the EMA is part of what the run trains, so both loops do it)."""
+
+    def __init__(self, job: Job, train_x: torch.Tensor, pool: int = 32):
+        spec = job.spec
+        self.model = build_model(spec.model, spec.model_config, tuple(train_x.shape[1:]))
+        self.opt = Optimization(self.model.configure_optimizers(spec.train.lr, spec.train.weight_decay), None,
+                                spec.train.grad_clip)
+        self.ema = EMA(self.model, spec.train.ema_decay) if spec.train.ema_decay else None
+        self.generator = torch.Generator().manual_seed(job.seed)
+        self.batches = [train_x[batch_indices(len(train_x), spec.train.batch_size, s, job.seed)] for s in range(pool)]
+        self.steps = 0
+
+    def step(self) -> None:
+        self.model.training_step(self.batches[self.steps % len(self.batches)], self.steps, self.opt, self.generator)
+        if self.ema is not None:
+            self.ema.update(self.model)
+        self.steps += 1
+
+
+class _Enough(Exception):
+    """Raised by HarnessProbe once the last round is timed: ends the harness run (no final validation)."""
+
+
+class HarnessProbe(Tracker):
+    """Stands in for train()'s tracker to time the harness from inside and alternate it with the bare loop.
+
+    train() runs with log_every = 1 (each row holds the images/s of one step: the time between two rows,
+    i.e. one whole iteration of its loop) and checkpoint_every = one segment; at every checkpoint it hands
+    the buffered rows to log_rows. There the probe takes the segment's seconds per step, leaving out each
+    segment's first step (it also timed the checkpoint write and the bare segment before it). Segments are
+    warm-up (at least one) until `warmup_s` seconds of harness steps have run; from then on the probe runs
+    one bare segment per call (bare, harness, bare, harness, ...) and, after `repeats` rounds, ends the run."""
+
+    def __init__(self, batch_size: int, repeats: int, warmup_s: float, bare_segment: Callable[[], float]):
+        super().__init__()
+        self.batch_size, self.repeats, self.warmup_s = batch_size, repeats, warmup_s
+        self.bare_segment = bare_segment
+        self.warming, self.warm_s = True, 0.0
+        self.bare: list[float] = []
+        self.harness: list[float] = []
+
+    def log_rows(self, rows: list[dict]) -> None:
+        seconds = [self.batch_size / r["images_per_s"] for r in rows if "images_per_s" in r][1:]
+        if self.warming:  # at least the first segment is warm-up
+            self.warm_s += sum(seconds)
+            if self.warm_s < self.warmup_s:
+                return
+            self.warming = False
+        else:
+            self.harness.append(statistics.fmean(seconds))
+            if len(self.harness) == self.repeats:
+                raise _Enough
+        self.bare.append(self.bare_segment())
+
+
+def training_throughput(job: Job, train_x: torch.Tensor, repeats: int, warmup_s: float, segment_s: float,
+                        steps: int | None = None) -> dict:
+    """Seconds per step of the bare loop and of the harness, alternated (see HarnessProbe)."""
+    seed_everything(job.seed, job.harness)  # threads and deterministic kernels as train() sets them
+    bare = BareLoop(job, train_x)
+    n = steps or segment_steps(warm_up(bare.step, warmup_s), segment_s)
+    if steps:
+        warm_up(bare.step, warmup_s)
+    probe = HarnessProbe(job.spec.train.batch_size, repeats, warmup_s, lambda: time_segment(bare.step, n))
+    # the harness as configured, except: it logs every step, checkpoints every segment, validates only
+    # at the end (never reached: the probe stops it) and would run for ever
+    timed = dataclasses.replace(job.spec.train, steps=10**12, log_every=1, checkpoint_every=n, val_every=0)
+    timed_job = dataclasses.replace(job, spec=dataclasses.replace(job.spec, train=timed))
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            train(timed_job, Path(tmp) / "run", tracker=probe)
+        except _Enough:
+            pass
+    return {"segment_steps": n, "bare_s": probe.bare, "harness_s": probe.harness}
+
+
+def measure(params, run: str, repeats: int, warmup_s: float, segment_s: float, steps: int | None = None) -> dict:
     job = Job.from_params(params, run, params.seeds[0])
     job.harness.progress = False
     spec = job.spec
     train_x, _ = load_split(prepared_dir(params.data.root, spec.dataset), "train")
-    seed_everything(0, job.harness)
-    bare_s = _bare_loop(job, train_x, steps)
-
-    job.spec.train.steps = steps + 3
-    with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
-        outcome = train(job, Path(tmp) / "run")
-        harness_wall_s = time.perf_counter() - t0
-    if outcome["status"] != "completed":
-        raise GenbenchError(f"bench: {run} did not complete ({outcome})")
-    # train_time_s covers the steps themselves (batch gathering, NaN checks, EMA, logging);
-    # harness_wall_s adds data loading, model building, validation and checkpoint writes.
-    per_step_harness = outcome["train_time_s"] / (steps + 3)
-    per_step_bare = bare_s / steps
+    timing = training_throughput(job, train_x, repeats, warmup_s, segment_s, steps)
+    bs = spec.train.batch_size
+    bare, harness = timing["bare_s"], timing["harness_s"]
+    overhead = ratio(harness, bare)
 
     model = build_model(spec.model, spec.model_config, tuple(train_x.shape[1:])).eval()
     g = torch.Generator().manual_seed(0)
@@ -78,26 +217,33 @@ def measure(params, run: str, steps: int) -> dict:
     model.sample(n, g)
     sample_s = time.perf_counter() - t0
     test_x, _ = load_split(prepared_dir(params.data.root, spec.dataset), "test")
+    n_eval = min(n, spec.eval.likelihood_n or n)  # the run's own cap on its likelihood examples (slow bounds)
     evals = {}
     for kind in model.likelihood_kinds:
         kwargs = {"iwae_k": params.eval.iwae_k} if kind == "iwae" else {}
         t0 = time.perf_counter()
-        model.log_likelihood(test_x[:n], kind, g, **kwargs)
+        model.log_likelihood(test_x[:n_eval], kind, g, **kwargs)
         evals[kind] = time.perf_counter() - t0
-    updates = gan_update_rates(job, train_x, steps) if hasattr(model, "discriminator_update") else {}
+    updates = gan_update_rates(job, train_x, timing["segment_steps"]) if hasattr(model, "discriminator_update") else {}
     return {
         **updates,
-        "model": spec.model, "run": run, "dataset": spec.dataset, "batch_size": spec.train.batch_size,
-        "steps": steps, "threads": torch.get_num_threads(),
-        "train_images_per_s_bare": steps * spec.train.batch_size / bare_s,
-        "train_images_per_s_harness": spec.train.batch_size / per_step_harness,
-        "harness_overhead_per_step_pct": 100.0 * (per_step_harness / per_step_bare - 1.0),
-        "harness_wall_s": harness_wall_s,
+        "model": spec.model, "run": run, "dataset": spec.dataset, "batch_size": bs,
+        "threads": torch.get_num_threads(), "rounds": repeats, "segment_steps": timing["segment_steps"],
+        "warmup_s": warmup_s,
+        # per-step seconds of each round, and their medians [min, max] as ms/step and images/s
+        "train_s_per_step_bare": bare, "train_s_per_step_harness": harness,
+        "train_ms_per_step_bare": {k: 1e3 * v for k, v in spread(bare).items()},
+        "train_ms_per_step_harness": {k: 1e3 * v for k, v in spread(harness).items()},
+        "train_images_per_s_bare": bs / statistics.median(bare),
+        "train_images_per_s_harness": bs / statistics.median(harness),
+        # harness / bare - 1: of the medians, and the range over the rounds (each round's pair is adjacent)
+        "harness_overhead_per_step_pct": 100.0 * (overhead["median"] - 1.0),
+        "harness_overhead_pct_range": [100.0 * (overhead["min"] - 1.0), 100.0 * (overhead["max"] - 1.0)],
         "sample_images_per_s": n / sample_s,
         # iterative samplers: network evaluations (of the whole batch's images) per second while sampling
         **({"sampling_network_evaluations": nfe, "network_evaluations_per_s": n * nfe / sample_s}
            if (nfe := getattr(model, "sampling_network_evaluations", None)) else {}),
-        "eval_seconds_per_example": {k: v / n for k, v in evals.items()},
+        "eval_examples": n_eval, "eval_seconds_per_example": {k: v / n_eval for k, v in evals.items()},
     }
 
 
@@ -201,25 +347,278 @@ def iresnet_logdet_study(model=None, x_uint8: torch.Tensor | None = None, terms=
              "dims_per_block": int(inputs[0][1][0].numel())} for n in terms]
 
 
+# ==================================================================================================
+# --peers: the same training step in another library
+# ==================================================================================================
+PEERS = {  # genbench model -> (module, PyPI distribution) of the library it is timed against
+    "vae": ("pythae", "pythae"),
+    "glow": ("normflows", "normflows"),
+    "ddpm": ("denoising_diffusion_pytorch", "denoising-diffusion-pytorch"),
+}
+PEER_BATCH, PEER_THREADS, PEER_SHAPE = 64, 2, (1, 28, 28)
+# the (resolved) model_config keys that shape the training step, printed with each pair
+PEER_KEYS = {"vae": ("latent_dim", "hidden_channels", "hidden_units"),
+             "glow": ("levels", "steps_per_level", "hidden_channels", "res_blocks", "learned_split_prior"),
+             "ddpm": ("channels", "channel_mults", "res_blocks", "attention", "dropout", "timesteps", "schedule")}
+
+# where the two sides of each pair are built differently (printed under the pair)
+PEER_NOTES = {
+    "vae": "same ConvEncoder/ConvDecoder layers; genbench's decoder emits 2 channels (logistic loc, log-scale; "
+           "256-bin discretized likelihood), pythae's 1 (sigmoid mean, MSE loss)",
+    "glow": "same layout (squeeze, K x [actnorm, LU 1x1 conv, affine coupling], split, squeeze, K x [...]); "
+            "genbench's coupling net takes all C channels masked and emits 2C (normflows: C/2 in, C out), its "
+            "split prior is a conv on the kept half (normflows: a learnt per-channel Gaussian); genbench clips "
+            "gradients (its run's grad_clip)",
+    "ddpm": "denoising-diffusion-pytorch's Unet has 2 res blocks and an attention layer per level (linear; full "
+            "at the innermost) and full attention in the middle, genbench's 1 res block per level and attention "
+            "in the middle only; both: linear schedule, same T, eps-prediction, genbench's dropout; EMA left out "
+            "on both sides",
+}
+
+
+@dataclass
+class Contender:
+    label: str
+    step: Callable[[torch.Tensor], object]  # one training step on a uint8 batch (N, C, H, W)
+    parameters: int  # the parameters its optimizer updates
+
+
+def require_peers(models: list[str]) -> dict[str, str]:
+    """Import each peer library; a missing one is one clear error. Returns `name version` per model."""
+    found = {}
+    for model in models:
+        module, dist = PEERS[model]
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            raise GenbenchError(f"bench --peers: {dist} (the peer of {model}) is not installed; "
+                                "install with pip install -e .[peers]") from None
+        found[model] = f"{dist} {importlib.metadata.version(dist)}"
+    return found
+
+
+def _trained(optimizer: torch.optim.Optimizer) -> int:
+    return sum(p.numel() for group in optimizer.param_groups for p in group["params"])
+
+
+def genbench_contender(name: str, model_config: dict, lr: float, weight_decay: float,
+                       grad_clip: float | None) -> Contender:
+    model = build_model(name, model_config, PEER_SHAPE)
+    optimizers = model.configure_optimizers(lr, weight_decay)
+    opt = Optimization(optimizers, None, grad_clip)
+    g, steps = torch.Generator().manual_seed(0), itertools.count()
+    return Contender(f"genbench {name}", lambda x: model.training_step(x, next(steps), opt, g),
+                     sum(_trained(o) for o in optimizers.values()))
+
+
+def pythae_vae(model_config: dict, lr: float) -> Contender:
+    """pythae's VAE around genbench's own conv encoder / decoder; the step of pythae's BaseTrainer."""
+    from pythae.models import VAE, VAEConfig
+    from pythae.models.base.base_utils import ModelOutput
+    from pythae.models.nn import BaseDecoder, BaseEncoder
+
+    from genbench.models.vae import ConvDecoder, ConvEncoder
+
+    cfg = build_model("vae", model_config, PEER_SHAPE).config  # resolved, with genbench's defaults
+    c, h, w = PEER_SHAPE
+
+    class Encoder(BaseEncoder):
+        def __init__(self):
+            super().__init__()
+            self.net = ConvEncoder(c, h, w, cfg.hidden_channels, cfg.hidden_units, 2 * cfg.latent_dim)
+
+        def forward(self, x):
+            mean, log_var = self.net(x).chunk(2, dim=1)
+            return ModelOutput(embedding=mean, log_covariance=log_var)
+
+    class Decoder(BaseDecoder):
+        def __init__(self):
+            super().__init__()
+            self.net = ConvDecoder(cfg.latent_dim, c, h, w, cfg.hidden_channels, cfg.hidden_units)
+
+        def forward(self, z):
+            return ModelOutput(reconstruction=torch.sigmoid(self.net(z)))
+
+    model = VAE(VAEConfig(input_dim=PEER_SHAPE, latent_dim=cfg.latent_dim, reconstruction_loss="mse"),
+                encoder=Encoder(), decoder=Decoder())
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+
+    def step(x):  # BaseTrainer: forward on the batch dict, zero_grad, backward, step, loss.item()
+        out = model({"data": x.float() / 255.0})
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+        return out.loss.item()
+
+    return Contender("pythae VAE", step, _trained(opt))
+
+
+def normflows_glow(model_config: dict, lr: float) -> Contender:
+    """normflows' multi-scale Glow (its Glow example, unconditional) with genbench's L, K and hidden width."""
+    import normflows as nf
+
+    cfg = build_model("glow", model_config, PEER_SHAPE).config
+    levels, c, h, w = cfg.levels, *PEER_SHAPE
+    q0, merges, flows = [], [], []
+    for i in range(levels):  # index 0 is the coarsest level (normflows lists levels from the latent side)
+        flows.append([nf.flows.GlowBlock(c * 2 ** (levels + 1 - i), cfg.hidden_channels, split_mode="channel",
+                                         scale=True) for _ in range(cfg.steps_per_level)] + [nf.flows.Squeeze()])
+        if i > 0:
+            merges.append(nf.flows.Merge())
+            shape = (c * 2 ** (levels - i), h // 2 ** (levels - i), w // 2 ** (levels - i))
+        else:
+            shape = (c * 2 ** (levels + 1), h // 2 ** levels, w // 2 ** levels)
+        q0.append(nf.distributions.GlowBase(shape))
+    model = nf.MultiscaleFlow(q0, flows, merges, class_cond=False)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+
+    def step(x):  # uniform dequantization to [0, 1), forward KL (= NLL), backward, step
+        y = (x.float() + torch.rand(x.shape)) / 256.0
+        loss = model.forward_kld(y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    return Contender("normflows Glow", step, _trained(opt))
+
+
+def ddp_unet(model_config: dict, lr: float) -> Contender:
+    """denoising-diffusion-pytorch's Unet + GaussianDiffusion with genbench's width, levels and schedule."""
+    from denoising_diffusion_pytorch import GaussianDiffusion, Unet
+
+    cfg = build_model("ddpm", model_config, PEER_SHAPE).config
+    net = Unet(dim=cfg.channels, dim_mults=tuple(cfg.channel_mults), channels=PEER_SHAPE[0], dropout=cfg.dropout)
+    model = GaussianDiffusion(net, image_size=PEER_SHAPE[1], timesteps=cfg.timesteps, objective="pred_noise",
+                              beta_schedule=cfg.schedule)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+
+    def step(x):  # GaussianDiffusion takes [0, 1] images: n ~ U, noise, L_simple; backward, step
+        loss = model(x.float() / 255.0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    return Contender("denoising-diffusion-pytorch Unet+GaussianDiffusion", step, _trained(opt))
+
+
+PEER_BUILDERS = {"vae": pythae_vae, "glow": normflows_glow, "ddpm": ddp_unet}
+
+
+def _next_batch_step(step: Callable[[torch.Tensor], object], batches) -> None:
+    step(next(batches))
+
+
+def compare_with_peer(params, model: str, repeats: int, warmup_s: float, segment_s: float) -> dict:
+    """genbench's training step vs its peer's: warmed up by time, then alternated segments."""
+    run = next(name for name, r in params.runs.items() if r.model == model)
+    spec = params.runs[run]
+    train_x, _ = load_split(prepared_dir(params.data.root, spec.dataset), "train")
+    if tuple(train_x.shape[1:]) != PEER_SHAPE:
+        raise GenbenchError(f"bench --peers: {run} is on {spec.dataset} {tuple(train_x.shape[1:])}, not MNIST-shaped")
+    batches = [train_x[batch_indices(len(train_x), PEER_BATCH, s, 0)] for s in range(32)]
+    torch.set_num_threads(PEER_THREADS)
+    torch.manual_seed(0)
+    sides = {"genbench": genbench_contender(model, spec.model_config, spec.train.lr, spec.train.weight_decay,
+                                            spec.train.grad_clip),
+             "peer": PEER_BUILDERS[model](spec.model_config, spec.train.lr)}
+    segments = {}
+    for side, contender in sides.items():
+        step = functools.partial(_next_batch_step, contender.step, itertools.cycle(batches))
+        segments[side] = functools.partial(time_segment, step, segment_steps(warm_up(step, warmup_s), segment_s))
+    seconds = alternate(segments, repeats)
+    resolved = build_model(model, spec.model_config, PEER_SHAPE).config
+    return {"model": model, "run": run, "profile": params.profile, "batch_size": PEER_BATCH,
+            "run_batch_size": spec.train.batch_size, "threads": PEER_THREADS, "rounds": repeats,
+            "model_config": {k: getattr(resolved, k) for k in PEER_KEYS[model]}, "lr": spec.train.lr,
+            "grad_clip": spec.train.grad_clip,
+            **{f"{side}_{k}": v for side, c in sides.items()
+               for k, v in (("label", c.label), ("parameters", c.parameters), ("s_per_step", seconds[side]))},
+            "genbench_ms_per_step": {k: 1e3 * v for k, v in spread(seconds["genbench"]).items()},
+            "peer_ms_per_step": {k: 1e3 * v for k, v in spread(seconds["peer"]).items()},
+            "genbench_images_per_s": rate(seconds["genbench"], PEER_BATCH),
+            "peer_images_per_s": rate(seconds["peer"], PEER_BATCH),
+            # speed of genbench relative to the peer (> 1: genbench faster) = peer time / genbench time
+            "speed_genbench_over_peer": ratio(seconds["peer"], seconds["genbench"]),
+            "differences": PEER_NOTES[model]}
+
+
+# ==================================================================================================
+# the command
+# ==================================================================================================
+def _k(n: int) -> str:
+    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.0f}k"
+
+
+def print_training(rows: list[dict]) -> None:
+    r0 = rows[0]
+    print(f"training, median [min, max] over {r0['rounds']} alternated rounds (bare, harness, bare, ...) of "
+          f"'steps' steps each, after >= {r0['warmup_s']:g} s of warm-up per side, {r0['threads']} threads\n"
+          "  bare     = training_step (+ EMA when the run has one) on in-memory batches\n"
+          "  harness  = genbench.train.train per step: batch gathering, training_step, NaN check, EMA, logging\n"
+          "             (validation passes and checkpoint writes excluded)\n"
+          "  overhead = harness / bare - 1, of the medians [range of the per-round ratios]")
+    print(f"{'model':<9} {'dataset':<8} {'batch':>5} {'steps':>5} {'bare img/s':>22} {'harness img/s':>22} "
+          f"{'overhead %':>21}")
+    for r in rows:
+        lo, hi = r["harness_overhead_pct_range"]
+        bare, harness = (rate(r[f"train_s_per_step_{k}"], r["batch_size"]) for k in ("bare", "harness"))
+        print(f"{r['model']:<9} {r['dataset']:<8} {r['batch_size']:>5} {r['segment_steps']:>5} "
+              f"{fmt(bare):>22} {fmt(harness):>22} {r['harness_overhead_per_step_pct']:>+6.1f} [{lo:+.1f}, {hi:+.1f}]")
+    print(f"\n{'model':<9} {'sample img/s':>13}  eval s/example (on n test examples; one timing each)")
+    for r in rows:
+        evals = ", ".join(f"{k} {v * 1e3:.2f} ms" for k, v in r["eval_seconds_per_example"].items())
+        print(f"{r['model']:<9} {r['sample_images_per_s']:>13.0f}  {evals}" + (f" (n = {r['eval_examples']})"
+                                                                             if evals else ""))
+
+
+def print_peers(rows: list[dict], versions: dict[str, str]) -> None:
+    r0 = rows[0]
+    print(f"\npeers: one training step (forward, backward, Adam step) on MNIST 1x28x28 uint8 batches of "
+          f"{r0['batch_size']}, {r0['threads']} threads;\n  median [min, max] over {r0['rounds']} alternated rounds "
+          "(genbench, peer, genbench, ...) after a warm-up by time; each model with the model_config of its first "
+          "run in params.yaml\n  speed genbench/peer = peer ms/step / genbench ms/step, of the medians "
+          "[range of the per-round ratios]; params = those the optimizer updates")
+    print(f"{'model':<6} {'side':<9} {'implementation':<52} {'params':>7} {'ms/step':>22} {'img/s':>20}")
+    for r in rows:
+        for side in ("genbench", "peer"):
+            label = r[f"{side}_label"] + (f" ({versions[r['model']]})" if side == "peer" else f" ({r['run']})")
+            print(f"{r['model'] if side == 'genbench' else '':<6} {side:<9} {label:<52} "
+                  f"{_k(r[f'{side}_parameters']):>7} {fmt(r[f'{side}_ms_per_step'], digits=1):>22} "
+                  f"{fmt(r[f'{side}_images_per_s']):>20}")
+        cfg = ", ".join(f"{k} {v}" for k, v in r["model_config"].items())
+        print(f"{'':<6} speed genbench/peer {fmt(r['speed_genbench_over_peer'], digits=2)}x")
+        print(f"{'':<6} config ({r['run']}, profile {r['profile']}): {cfg}; lr {r['lr']:g}"
+              + (f", grad_clip {r['grad_clip']:g}" if r["grad_clip"] else "")
+              + f"; batch {r['batch_size']} (the run's: {r['run_batch_size']})")
+        print(f"{'':<6} differs: {r['differences']}")
+
+
 def main(args) -> int:
     os.environ["GENBENCH_TRACKING"] = "off"
     params = load(args.params)
     wanted = args.models or sorted(MODELS)
+    repeats, warmup_s, segment_s = args.repeats, args.warmup_s, args.segment_s
+    if repeats < 1 or warmup_s < 0 or segment_s <= 0:
+        raise GenbenchError("bench: --repeats must be >= 1, --warmup-s >= 0 and --segment-s > 0")
+    versions = {}
+    if getattr(args, "peers", False):  # before anything is timed: a missing package is one clear message
+        peer_models = [m for m in wanted if m in PEERS]
+        if not peer_models:
+            raise GenbenchError(f"bench --peers: none of {', '.join(wanted)} has a peer; "
+                                f"use --models {' '.join(PEERS)}")
+        versions = require_peers(peer_models)
     rows = []
     for model in wanted:
         runs = [name for name, run in params.runs.items() if run.model == model]
         if not runs:
             print(f"bench: no run of model {model!r} in {args.params}; skipped")
             continue
-        rows.append(measure(params, runs[0], args.steps))
-    header = f"{'model':<10} {'dataset':<10} {'train img/s (bare)':>19} {'train img/s (harness)':>22} " \
-             f"{'overhead %':>10} {'sample img/s':>13}  eval s/example"
-    print(header)
-    for r in rows:
-        evals = ", ".join(f"{k} {v * 1e3:.2f} ms" for k, v in r["eval_seconds_per_example"].items())
-        print(f"{r['model']:<10} {r['dataset']:<10} {r['train_images_per_s_bare']:>19.0f} "
-              f"{r['train_images_per_s_harness']:>22.0f} {r['harness_overhead_per_step_pct']:>10.1f} "
-              f"{r['sample_images_per_s']:>13.0f}  {evals}")
+        rows.append(measure(params, runs[0], repeats, warmup_s, segment_s, args.steps))
+    result: dict = {"throughput": rows}
+    if rows:
+        print_training(rows)
     gans = [r for r in rows if "discriminator_update_images_per_s" in r]
     if gans:
         print(f"\n{'GAN':<10} {'n_critic':>8} {'D update img/s':>15} {'G update img/s':>15} {'train img/s':>12}")
@@ -232,8 +631,17 @@ def main(args) -> int:
         for r in iterative:
             print(f"{r['model']:<10} {r['sampling_network_evaluations']:>18} {r['network_evaluations_per_s']:>20.0f} "
                   f"{r['sample_images_per_s']:>13.1f}")
-    result: dict = {"throughput": rows}
+    peer_rows = []
+    for model in versions:
+        if not any(run.model == model for run in params.runs.values()):
+            print(f"bench --peers: no run of model {model!r} in {args.params}; skipped")
+            continue
+        peer_rows.append(compare_with_peer(params, model, repeats, warmup_s, segment_s))
+    if peer_rows:
+        result["peers"] = peer_rows
+        print_peers(peer_rows, versions)
     if getattr(args, "scaling", False):
+
         result["scaling"] = []
         print(f"\n{'model':<10} {'side':>5} {'batch':>6} {'ms/step':>9} {'img/s':>8} {'x per 2x side':>14}")
         for model in ("glow", "tarflow"):

@@ -246,7 +246,16 @@ def build_parser() -> argparse.ArgumentParser:
     add("report", cmd_report, "build reports/ from metrics/*.json (then send the stages' runs to MLflow)")
     add("track", cmd_track, "send the stage runs recorded under mlruns/pending/ to the MLflow store")
     bench = add("bench", cmd_bench, "throughput of every registered model and the harness overhead")
-    bench.add_argument("--steps", type=int, default=30, help="timed steps per measurement")
+    bench.add_argument("--steps", type=int, default=None,
+                       help="timed training steps per segment (default: as many as fill --segment-s)")
+    bench.add_argument("--repeats", type=int, default=5,
+                       help="alternated rounds (bare, harness, bare, ...); figures are medians [min, max] over them")
+    bench.add_argument("--warmup-s", type=float, default=1.5,
+                       help="warm-up of each side: steps until this many seconds have passed")
+    bench.add_argument("--segment-s", type=float, default=1.0, help="seconds of steps in one timed segment")
+    bench.add_argument("--peers", action="store_true",
+                       help="also time vae, glow, ddpm against pythae, normflows, denoising-diffusion-pytorch "
+                            "(pip install -e .[peers])")
     bench.add_argument("--models", nargs="*", default=None, help="models to measure (default: all registered)")
     bench.add_argument("--out", default=None, help="also write the figures as JSON to this file")
     bench.add_argument("--scaling", action="store_true",

@@ -54,6 +54,24 @@ def library_versions() -> dict[str, str]:
     return out
 
 
+def code_version() -> dict[str, Any]:
+    """The git commit of the code that produced a figure, and whether genbench/ differed from it
+    (uncommitted edits); None outside a git checkout."""
+    import subprocess
+
+    def git(*args: str) -> str | None:
+        try:
+            proc = subprocess.run(["git", *args], capture_output=True, text=True, timeout=30,
+                                  cwd=Path(__file__).resolve().parent)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return proc.stdout.strip() if proc.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    dirty = git("status", "--porcelain", "--untracked-files=normal", "--", ".")
+    return {"commit": commit, "code_dirty": None if commit is None or dirty is None else bool(dirty)}
+
+
 def extractor_weights(extractor: str, dataset: str) -> Path:
     return classifier_path(dataset) if extractor == "classifier" else INCEPTION_WEIGHTS
 
@@ -336,15 +354,24 @@ def scoring_extractors(params: Params, seed: int) -> list[str]:
 
 
 def score_samples(params: Params, run: str, dataset: str, samples: torch.Tensor, device, protocol: dict[str, Any],
-                  extractors: list[str]) -> dict[str, Any]:
+                  extractors: list[str], references: dict[str, Any] | None = None) -> dict[str, Any]:
     """Images: FID / KID / precision / recall per extractor, each with its protocol. Gaussian-mixture
-    toys: mode coverage and high-quality fraction. Other toys: nothing sample-based."""
+    toys: mode coverage and high-quality fraction. Other toys: nothing sample-based.
+
+    One feature pass per extractor serves all three metrics. The sets of one run share the rest: each
+    extractor's network is built once per process (`fid.feature_extractor`), and its reference is read
+    once when the caller passes the same `references` dict (filled here) for every set.
+    """
     info = dataset_info(dataset)
     scores: dict[str, Any] = {}
+    references = {} if references is None else references
     if info.kind == "image":
         for extractor in extractors:
             ref_path = refstats_path(dataset, extractor)
-            ref_feats, _, _, ref_meta = fidlib.load_reference(ref_path)
+            if extractor not in references:
+                ref_feats, _, _, ref_meta = fidlib.load_reference(ref_path)
+                references[extractor] = ref_feats, ref_meta, fidlib.reference_hash(ref_path)
+            ref_feats, ref_meta, ref_sha256 = references[extractor]
             n = n_generated(params, extractor, run)
             gen_feats = fidlib.extract_features(samples[:n], extractor, extractor_weights(extractor, dataset),
                                                 batch_size=params.eval.feature_batch_size, device=device)
@@ -355,7 +382,7 @@ def score_samples(params: Params, run: str, dataset: str, samples: torch.Tensor,
             scores[extractor] = {**values, "protocol": {
                 "extractor": extractor_label(extractor, dataset), "weights_sha256": ref_meta["weights_sha256"],
                 "n_gen": len(gen_feats), "n_ref": ref_meta["n_ref"], "reference_split": ref_meta["split"],
-                "reference_sha256": fidlib.reference_hash(ref_path), **protocol}}
+                "reference_sha256": ref_sha256, **protocol}}
     elif toy_name(dataset) in ("ring8", "grid25"):
         scores["modes"] = mode_metrics(samples, toy_name(dataset))
     return scores
@@ -366,7 +393,8 @@ def evaluate_job(params: Params, run: str, seed: int, tracker: Tracker) -> dict[
     job = job_name(run, seed)
     outcome = read_outcome(run_dir(run, seed))
     base = {"job": job, "run": run, "seed": seed, "model": spec.model, "dataset": spec.dataset,
-            "profile": params.profile, "status": outcome["status"], "versions": library_versions()}
+            "profile": params.profile, "status": outcome["status"], "versions": library_versions(),
+            "code_version": code_version()}
     if outcome["status"] != "completed":
         result = {**base, "diverged_at_step": outcome.get("diverged_at_step"), "message": outcome.get("message")}
         write_json(metrics_path(run, seed), result)
@@ -376,11 +404,13 @@ def evaluate_job(params: Params, run: str, seed: int, tracker: Tracker) -> dict[
     device = select_device(params.harness)
     info = dataset_info(spec.dataset)
 
+    references: dict[str, Any] = {}  # each extractor's reference, read once for all the sample sets
+
     def scores_of(name: str, sampler: str) -> dict[str, Any]:
         samples = torch.from_numpy(np.load(samples_dir(run, seed) / name)["x"])
         return score_samples(params, run, spec.dataset, samples, device, {
             "sampler": sampler, "ema": sample_record["ema"], "training_seed": seed,
-            "sampling_seed": sample_record["sampling_seed"]}, scoring_extractors(params, seed))
+            "sampling_seed": sample_record["sampling_seed"]}, scoring_extractors(params, seed), references)
 
     scores = scores_of("samples.npz", sample_record["sampler"])
     variants = {name: {"scores": scores_of(f"samples-{name}.npz", name), "sample": details}

@@ -53,7 +53,8 @@ def test_divergence_with_fail_policy_exits_3(workdir, monkeypatch):
 
 def test_bench_prints_throughput_and_overhead(workdir):
     env = {**os.environ, "GENBENCH_TRACKING": "off"}
-    proc = subprocess.run([sys.executable, "-m", "genbench.cli", "bench", "--steps", "5", "--out", "bench.json"],
+    proc = subprocess.run([sys.executable, "-m", "genbench.cli", "bench", "--steps", "5", "--repeats", "2", "--warmup-s", "0.05",
+                           "--segment-s", "0.05", "--out", "bench.json"],
                           cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "overhead" in proc.stdout

@@ -189,12 +189,14 @@ def dvc_dag(repo_copy) -> dict:
 
 
 @pytest.mark.parametrize("profile", PROFILES)
-def test_dvc_and_snakemake_describe_the_same_jobs(repo_copy, dvc_dag, profile):
-    """Same (stage, wildcards) set, same commands, same outputs, and dependencies that agree.
-
-    DVC's templating reads params.yaml without applying the profile; Snakemake reads the resolved
-    profile, as every genbench stage does: the job sets must agree for every profile."""
-    snake = snakemake_jobs(repo_copy, profile)
+def test_dvc_and_snakemake_describe_the_same_jobs(tmp_path, profile):
+    """Same (stage, wildcards) set, same commands, same outputs, and dependencies that agree, for every
+    profile (a profile may set its own seeds and repeat runs: both tools read the resolved job list)."""
+    copy = copy_repo(tmp_path / "repo")
+    set_profile(copy, profile)
+    run(["genbench", "resolve"], copy)  # as scripts/run.sh does before `dvc repro`
+    dvc_dag = dvc_jobs(copy)
+    snake = snakemake_jobs(copy, profile)
     dvc_dag = {key: job for key, job in dvc_dag.items() if key[0] not in DVC_ONLY}
     assert fmt(snake) == fmt(dvc_dag), "DVC and Snakemake describe different jobs"
 
@@ -430,6 +432,8 @@ def test_dvc_and_snakemake_run_the_ci_profile_to_the_same_numbers(tmp_path):
     keep_runs(copy, E2E_RUNS, E2E_REPEAT)
     set_profile(copy, "ci")
     dvc, snakemake = str(BIN / "dvc"), str(BIN / "snakemake")
+    # the job list changed: without this, DVC's `resolve` stage stops and asks for `dvc repro` again
+    run(["genbench", "resolve"], copy)
 
     # --- DVC: the whole DAG
     run([dvc, "repro"], copy, timeout=1800)
