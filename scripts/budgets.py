@@ -1,8 +1,9 @@
 """The speed budgets of CI (README, "Budgets"), checked against measured seconds.
 
-Usage: python scripts/budgets.py name=seconds [name=seconds ...]
+Usage: python scripts/budgets.py name=seconds [name=seconds ...] [--warn-only name ...]
 Prints each figure against its budget; exits 1 when one exceeds its budget by more than 50 %, so that a
-regression fails CI visibly while ordinary machine noise does not.
+regression fails CI visibly while ordinary machine noise does not. Budgets named after --warn-only are
+printed but do not fail (those not yet brought under budget: see the README's table).
 """
 from __future__ import annotations
 
@@ -18,6 +19,10 @@ TOLERANCE = 1.5
 
 
 def main(argv: list[str]) -> int:
+    warn_only: set[str] = set()
+    if "--warn-only" in argv:
+        at = argv.index("--warn-only")
+        argv, warn_only = argv[:at], set(argv[at + 1:])
     failed = []
     print(f"{'budget':<13}{'measured s':>11}{'budget s':>10}{'fails above s':>15}")
     for arg in argv:
@@ -28,7 +33,10 @@ def main(argv: list[str]) -> int:
         flag = "" if seconds <= budget else ("  over budget" if seconds <= TOLERANCE * budget else "  FAIL")
         print(f"{name:<13}{seconds:>11.1f}{budget:>10}{TOLERANCE * budget:>15.0f}{flag}")
         if seconds > TOLERANCE * budget:
-            failed.append(name)
+            if name in warn_only:
+                print(f"  ({name}: not yet enforced)")
+            else:
+                failed.append(name)
     if failed:
         print(f"budgets exceeded by more than {TOLERANCE - 1:.0%}: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0

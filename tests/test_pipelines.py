@@ -491,7 +491,9 @@ def test_dvc_and_snakemake_run_the_ci_profile_to_the_same_numbers(tmp_path):
 
     def ci_override(text: str) -> str:  # one run's override in the ci profile
         raw = yaml.safe_load(text)
-        raw["profiles"]["ci"]["runs"]["glow_ring8"]["train"]["steps"] += 1
+        runs = raw["profiles"]["ci"]["runs"]
+        train = runs["glow_ring8"]["train"]  # a YAML alias: other runs share this mapping
+        runs["glow_ring8"]["train"] = {**train, "steps": train["steps"] + 1}
         return yaml.safe_dump(raw, sort_keys=False)
 
     # a training setting: that run's train stage (its sample and evaluate follow once it re-ran)
