@@ -113,7 +113,7 @@ def cmd_classifier(args) -> int:
 
 
 def cmd_refstats(args) -> int:
-    from genbench.evaluate import compute_refstats
+    from genbench.refstats import compute_refstats
     from genbench.tracking import stage_run
 
     params = _params(args)
@@ -149,7 +149,7 @@ def _job_stage(stage: str):
                         return 3
                 tracker.set_tags({"outcome": result["status"]})
             elif stage == "sample":
-                from genbench.evaluate import sample_job
+                from genbench.sample import sample_job
 
                 result = sample_job(params, args.run, args.seed, tracker)
             else:

@@ -77,6 +77,9 @@ class EvalConfig:
     hubness: HubnessConfig | None = None  # also score GAN samples drawn with the hubness prior
     # extractors that score the `repeat` seeds (None: all); the first seeds always get every extractor
     repeat_extractors: list[str] | None = None
+    # extractors that score a run's variant sample sets (hubness prior, sampler and step-count cells, ...),
+    # among those its seed gets (None: the same as its main set); a smoke profile keeps Inception for main rows
+    variant_extractors: list[str] | None = None
 
 
 @dataclass
@@ -375,9 +378,10 @@ def semantic_problems(params: Params, *, check_data: bool = False) -> list[str]:
         problems.append("seeds: expected at least one seed")
     if len(set(params.seeds)) != len(params.seeds):
         problems.append(f"seeds: duplicate seeds in {params.seeds}")
-    for extractor in params.eval.repeat_extractors or []:
-        if extractor not in params.eval.extractors:
-            problems.append(f"eval.repeat_extractors: '{extractor}' is not in eval.extractors")
+    for key in ("repeat_extractors", "variant_extractors"):
+        for extractor in getattr(params.eval, key) or []:
+            if extractor not in params.eval.extractors:
+                problems.append(f"eval.{key}: '{extractor}' is not in eval.extractors")
     for run_name in params.repeat.runs:
         if run_name not in params.runs:
             problems.append(f"repeat.runs: '{run_name}' is not in runs")

@@ -47,9 +47,9 @@ STAGE_ENTRIES = {
     "prepare": ("genbench.data",),
     "weights": ("genbench.metrics.fid",),
     "classifier": ("genbench.metrics.classifier", "genbench.data"),
-    "refstats": ("genbench.evaluate",),
+    "refstats": ("genbench.refstats",),
     "train": ("genbench.train",),
-    "sample": ("genbench.evaluate",),
+    "sample": ("genbench.sample",),
     "evaluate": ("genbench.evaluate",),
     "report": ("genbench.report",),
 }
@@ -212,7 +212,9 @@ def job_table(params: Params) -> dict[str, Any]:
             # what evaluate reads besides the data: an image dataset's reference features; a 2-D toy has
             # none, so its slot names the prepared data again (DVC cannot template a list of deps)
             "features": f"artifacts/refstats/{dataset}" if image else f"{params.data.root}/{dataset}"}
-    return {"data_root": params.data.root, "prepared": list(params.data.datasets),
+    # only the datasets some job trains on or the evaluation scores are prepared
+    used = {params.run(run).dataset for run, _ in params.jobs()} | set(params.eval.datasets)
+    return {"data_root": params.data.root, "prepared": [d for d in params.data.datasets if d in used],
             "scored": list(params.eval.datasets), "jobs": jobs}
 
 

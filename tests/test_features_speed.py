@@ -10,7 +10,7 @@ from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorIncepti
 from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
 from torch_fidelity.utils import create_feature_extractor
 
-from genbench import evaluate
+from genbench import evaluate, refstats
 from genbench.bench_features import feature_benchmark, format_feature_benchmark
 from genbench.config import load as load_params
 from genbench.data import load_split
@@ -87,7 +87,7 @@ def test_score_samples_shares_work_across_sets_with_identical_numbers(workdir, m
     model, _ = clf.train_classifier(train_x, train_y, train_x[:50], train_y[:50], steps=3, batch_size=32,
                                     lr=1e-3, seed=0, progress=False)
     clf.save_classifier(classifier_path("mnist"), model, {"dataset": "mnist"})
-    evaluate.compute_refstats(params, "mnist", Tracker())
+    refstats.compute_refstats(params, "mnist", Tracker())
     gen = torch.Generator().manual_seed(3)
     sets = {"samples.npz": torch.randint(0, 256, (120, 1, 28, 28), dtype=torch.uint8, generator=gen),
             "samples-hubness.npz": train_x[:100]}

@@ -223,3 +223,21 @@ def test_logdet_study_bias_vanishes_with_terms_and_spread_is_positive():
     rows = {r["terms"]: r for r in iresnet_logdet_study(terms=(1, 5, 40))}
     assert abs(rows[1]["truncation_bias"]) > 10 * abs(rows[40]["truncation_bias"])
     assert abs(rows[40]["truncation_bias"]) < 1e-3 and rows[40]["hutchinson_std_one_probe"] > 0
+
+
+def test_glow_sample_stage_draws_one_row_per_temperature(tmp_path):
+    """The sample stage's temperature sweep (Kingma & Dhariwal 2018, fig. 8): one row of the same latent
+    noise per temperature, and T = 0 draws the same image in every column (the prior's mode)."""
+    import numpy as np
+    from PIL import Image
+
+    from genbench.sample import model_figures
+
+    model = build_model("glow", {**FLOWS["glow"], "sweep_temperatures": [0.0, 0.7, 1.0]}, IMAGE).eval()
+    with torch.no_grad():  # data-dependent ActNorm init, as the first training step does
+        model.log_likelihood(torch.randint(0, 256, (8, *IMAGE), dtype=torch.uint8), "exact", torch.Generator())
+    model_figures(model, None, "mnist", tmp_path, seed=0, title="glow")
+    assert (tmp_path / "temperatures.png").is_file() and Image.open(tmp_path / "temperatures.png").size[0] > 0
+    rows = [model.sample_at_temperature(10, torch.Generator().manual_seed(0), t) for t in (0.0, 0.7)]
+    assert all(torch.equal(rows[0][0], img) for img in rows[0]) and not torch.equal(rows[0], rows[1])
+    assert np.asarray(rows[1]).dtype == np.uint8

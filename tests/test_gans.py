@@ -226,7 +226,7 @@ def test_mode_metrics_on_known_samples():
 
 
 def test_sampler_details_are_averaged_over_batches_by_size():
-    from genbench.evaluate import draw
+    from genbench.sample import draw
     from .conftest import load_tiny
 
     params = load_tiny()  # sample_batch_size 100: batches of 100, 100, 50

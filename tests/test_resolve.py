@@ -37,6 +37,8 @@ def test_source_files_follow_imports_but_not_the_registries():
     evaluate = source_files("genbench.evaluate")
     assert "genbench/metrics/fid.py" in evaluate  # imported inside a function: still found
     assert "genbench/report.py" not in evaluate  # the sample grids come from figures.py
+    # scoring and sampling are separate modules: an edit to one does not make the other stage stale
+    assert "genbench/sample.py" not in evaluate and "genbench/evaluate.py" not in source_files("genbench.sample")
     assert source_files("genbench.report")[-1] == "genbench/report.py"
 
 

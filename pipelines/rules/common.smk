@@ -77,7 +77,7 @@ def run_dataset(wildcards):
 
 
 def weights_file(extractor, dataset):
-    """The weights a feature extractor reads (as genbench.evaluate.extractor_weights)."""
+    """The weights a feature extractor reads (as genbench.refstats.extractor_weights)."""
     if extractor == "classifier":
         return f"artifacts/classifiers/{dataset}.pt"
     return "artifacts/weights/inception-v3-tf2015.pt"
