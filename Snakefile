@@ -29,8 +29,8 @@ onsuccess:
     shell("genbench track")
 
 
-# Everything `dvc repro` builds: the leaderboard, every prepared dataset and the reference features
-# of every evaluated dataset, whether or not a run uses them.
+# Everything `dvc repro` builds: the leaderboard, every dataset a job or the evaluation uses, and the
+# reference features of every evaluated dataset.
 rule all:
     input:
         f"{REPORT_DIR}/leaderboard.md",

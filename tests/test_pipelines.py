@@ -238,8 +238,11 @@ def test_outputs_are_the_paths_of_genbench_layout(dvc_dag):
 
     params = load(REPO / "params.yaml")
     expected = {}
-    for ds in params.data.datasets:
+    used = {params.run(run).dataset for run, _ in params.jobs()} | set(params.eval.datasets)
+    for ds in used:  # a configured dataset that no job uses and nothing scores is not prepared
         expected[("prepare", frozenset({("dataset", ds)}))] = [layout.prepared_dir(params.data.root, ds)]
+    assert not {key for key in dvc_dag if key[0] == "prepare"} - set(expected), "an unused dataset is prepared"
+
     expected[("weights", frozenset())] = [layout.INCEPTION_WEIGHTS]
     for ds in params.eval.datasets:
         wc = frozenset({("dataset", ds)})

@@ -7,7 +7,7 @@ from snakemake.utils import validate
 
 from genbench import GenbenchError
 from genbench.config import from_raw, resolve
-from genbench.resolve import resolved_path, write_resolved
+from genbench.resolve import job_table, resolved_path, write_resolved
 
 # Structure of params.yaml; the path is relative to this file. Every stage also runs the full strict
 # check (`genbench validate`) before doing anything.
@@ -20,8 +20,6 @@ except GenbenchError as exc:
     raise WorkflowError(str(exc)) from None
 
 DATA_ROOT = CFG["data"]["root"]
-DATASETS = list(CFG["data"]["datasets"])
-EVAL_DATASETS = list(CFG["eval"]["datasets"])
 EXTRACTORS = list(CFG["eval"]["extractors"])
 RUNS = list(CFG["runs"])
 SEEDS = [int(s) for s in CFG["seeds"]]
@@ -51,9 +49,13 @@ wildcard_constraints:
 # Snakemake's mtime trigger re-runs exactly the jobs whose settings or source files changed).
 # --------------------------------------------------------------------------------------------------
 try:
-    write_resolved(from_raw(config))
+    PARAMS = from_raw(config)
+    write_resolved(PARAMS)
 except GenbenchError as exc:
     raise WorkflowError(str(exc)) from None
+# the datasets some job trains on or the evaluation scores (as dvc.yaml's foreach over `prepared`)
+DATASETS = job_table(PARAMS)["prepared"]
+EVAL_DATASETS = job_table(PARAMS)["scored"]
 
 
 def resolved(stage, name=None):
