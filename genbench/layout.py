@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 INCEPTION_WEIGHTS = Path("artifacts/weights/inception-v3-tf2015.pt")
+# jobs whose committed figures await a re-run after a code change (read by resolve and report)
+STALE_JOBS = Path("pipelines/stale.yaml")
 
 
 def job_name(run: str, seed: int) -> str:

@@ -32,6 +32,7 @@ import yaml
 
 from genbench import GenbenchError
 from genbench.config import Params
+from genbench.layout import STALE_JOBS
 
 RESOLVED_DIR = Path("pipelines/resolved")
 JOBS_FILE = RESOLVED_DIR / "jobs.yaml"
@@ -195,8 +196,13 @@ def stage_documents(params: Params) -> dict[Path, dict[str, Any]]:
     docs[resolved_path("report")] = {
         "profile": params.profile, "seeds": params.seeds, "repeat": asdict(params.repeat),
         "runs": {r: {"model": c.model, "dataset": c.dataset} for r, c in params.runs.items()},
-        "report": asdict(params.report), "code": code["report"]}
+        "report": asdict(params.report), "stale": stale_jobs(), "code": code["report"]}
     return docs
+
+
+def stale_jobs(path: Path = STALE_JOBS) -> dict[str, Any]:
+    """pipelines/stale.yaml: job -> {stages, reason} for committed figures that await a re-run."""
+    return (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
 
 
 def job_table(params: Params) -> dict[str, Any]:

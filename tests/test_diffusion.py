@@ -277,10 +277,100 @@ def test_bound_with_the_exact_network_is_prior_plus_decoder_plus_variance_mismat
     for kind in kinds:  # x0_hat = x*: the KL terms keep only the variance mismatch
         mismatch = 0.0
         for k in range(1, len(taus)):
-            lam2, sigma2 = model.variances(kind, None, taus[k], taus[k - 1], taus)
+            lam2, sigma2 = model.variances(kind, None, taus[k], taus[k - 1], taus, sampling=False)
             mismatch += 0.5 * d * (math.log(sigma2 / lam2) + lam2 / sigma2 - 1)
         assert float(-bounds[kind]) == pytest.approx(prior + mismatch - decoder, rel=1e-5)
     assert float(-bounds["ddpm-beta-tilde"]) <= float(-bounds["ddpm-beta"])
+
+
+BINARY = torch.tensor([0, 255])  # every pixel independently black or white, each with probability 1/2
+
+
+def binary_posterior(xt: torch.Tensor, ab: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """E[x_0 | x_t] and Var(x_0 | x_t) per pixel for BINARY data: Bayes over the two levels."""
+    v = to_signed_unit(BINARY).double()
+    w = torch.softmax(-(xt.unsqueeze(-1) - math.sqrt(ab) * v) ** 2 / (2 * (1 - ab)), dim=-1)
+    mean = (w * v).sum(-1)
+    return mean, (w * v**2).sum(-1) - mean**2
+
+
+class BinaryEps(nn.Module):
+    """The exact eps(x_n, n) = E[eps | x_n] for BINARY data; records the x_n it is given."""
+
+    def __init__(self, schedule: Schedule):
+        super().__init__()
+        self.schedule, self.seen = schedule, {}
+
+    def forward(self, x, n):
+        t = int(n[0].round())
+        ab, xt = self.schedule[t], x.double()
+        self.seen[t] = xt
+        return (xt - math.sqrt(ab) * binary_posterior(xt, ab)[0]) / math.sqrt(1 - ab)
+
+
+def binary_moments(ab: float) -> tuple[float, float]:
+    """(Gamma_n = E ||E[eps | x_n]||^2 / d, E Var(x_0 | x_n)) for BINARY data, by quadrature over eps."""
+    e = torch.linspace(-12, 12, 24001, dtype=torch.float64)
+    pdf = torch.exp(-e**2 / 2) / math.sqrt(2 * math.pi)
+    xt = math.sqrt(ab) * to_signed_unit(BINARY).double()[:, None] + math.sqrt(1 - ab) * e  # (level, eps)
+    mean, var = binary_posterior(xt, ab)
+    eps_hat = (xt - math.sqrt(ab) * mean) / math.sqrt(1 - ab)
+    weight = pdf / len(BINARY)  # the levels are equally likely
+    return float(torch.trapezoid(eps_hat**2 * weight, e).sum()), float(torch.trapezoid(var * weight, e).sum())
+
+
+def test_bound_matches_the_closed_form_optimal_reverse_process_without_the_sampling_cap():
+    """Binary pixels (the optimal reverse process in closed form): with the exact network and the exact
+    Gamma_n, each K-step bound equals the one written out here (Ho et al. 2020 eq. 5 over a sub-sequence,
+    Bao et al. 2022 eq. 12; Gaussian KLs with DDPM eq. 7's posterior) with sigma^2 = beta, beta~ and
+    Analytic-DPM's sigma*^2 = beta~ + c^2 E Var(x_0 | x_t) (Thm 1), and none capped on the last step: the
+    cap (`sigma_clip_pixels`) is Analytic-DPM's for sampling only. Bao et al. Table 1's shape then follows:
+    at small K, sigma^2 = beta~ pays a huge mean-error term that sigma^2 = beta does not."""
+    T, kinds, d = 1000, ["ddpm-beta", "ddpm-beta-tilde", "analytic-ddpm"], 64
+    model = build_model("ddpm", {**TINY, "timesteps": T}, (1, 8, 8))  # linear schedule, clip_denoised on
+    model.net = BinaryEps(model.schedule)
+    ab = model.schedule
+    x = BINARY[torch.randint(0, 2, (16, 1, 8, 8), generator=torch.Generator().manual_seed(0))].to(torch.uint8)
+    x0 = to_signed_unit(x).double()
+    expected_var = {}
+    for n in sorted({t for k in (2, 5, 10, 25) for t in timestep_subsequence(T, k)}):
+        model.gamma[n], expected_var[n] = binary_moments(ab[n])
+    bpd = {}
+    for steps in (2, 5, 10, 25):
+        model.net.seen.clear()
+        bounds = model.variational_bounds(x, steps, kinds, torch.Generator().manual_seed(steps))
+        taus = timestep_subsequence(T, steps)
+        prior = 0.5 * (ab[T] * x0**2 - ab[T] - math.log(1 - ab[T])).flatten(1).sum(1)  # KL(q(x_T | x_0) || N(0, I))
+        nll = {kind: prior.clone() for kind in kinds}
+        for k in range(1, steps):
+            t, s = taus[k], taus[k - 1]
+            xt = model.net.seen[t]  # the draw x_t ~ q(x_t | x_0) the bound used
+            x0_hat = binary_posterior(xt, ab[t])[0]
+            skip_beta = 1 - ab[t] / ab[s]
+            tilde = skip_beta * (1 - ab[s]) / (1 - ab[t])
+            c1 = math.sqrt(ab[s]) * skip_beta / (1 - ab[t])  # x_0's weight in the posterior mean (DDPM eq. 7)
+            for kind, var_p in (("ddpm-beta", skip_beta), ("ddpm-beta-tilde", tilde),
+                                ("analytic-ddpm", tilde + c1**2 * expected_var[t])):
+                # KL(N(mu_q, tilde) || N(mu_p, var_p)) per pixel, mu_q - mu_p = c1 (x_0 - x0_hat)
+                kl = 0.5 * (math.log(var_p / tilde) + (tilde + c1**2 * (x0 - x0_hat) ** 2) / var_p - 1)
+                nll[kind] += kl.flatten(1).sum(1)
+        t1, t2 = taus[0], taus[1]
+        decoder_var = (1 - ab[t1]) / (1 - ab[t2]) * (1 - ab[t2] / ab[t1])  # beta~ of the step tau_2 -> tau_1
+        x0_hat = binary_posterior(model.net.seen[t1], ab[t1])[0]
+        decoder = discretized_gaussian_log_prob(x, x0_hat, torch.full_like(x0_hat, 0.5 * math.log(decoder_var)))
+        for kind in kinds:
+            torch.testing.assert_close(-bounds[kind], nll[kind] - decoder.flatten(1).sum(1), rtol=1e-9, atol=0)
+            bpd[kind, steps] = float(-bounds[kind].mean()) / (d * math.log(2))
+    for steps in (2, 5, 10):  # Bao et al. 2022 Table 1 (CIFAR-10, K = 10: 6.99 beta vs 74.95 beta~)
+        assert bpd["ddpm-beta-tilde", steps] > 10 * bpd["ddpm-beta", steps]
+    for steps in (2, 5, 10, 25):  # the exact mean and Gamma_n make Analytic-DPM's variance the optimal one
+        assert bpd["analytic-ddpm", steps] <= min(bpd["ddpm-beta", steps], bpd["ddpm-beta-tilde", steps]) + 1e-6
+    # the samplers keep the cap: sigma^2 = beta of the step into tau_1 capped at (1 level 2/255)^2 pi/2
+    taus = timestep_subsequence(T, 10)
+    assert model.variances("ddpm-beta", None, taus[1], taus[0], taus, sampling=True)[1] == \
+        pytest.approx((2 / 255) ** 2 * math.pi / 2, rel=1e-12)
+    assert model.variances("ddpm-beta", None, taus[1], taus[0], taus, sampling=False)[1] == \
+        pytest.approx(1 - ab[taus[1]] / ab[taus[0]], rel=1e-12)
 
 
 def test_discretized_gaussian_is_a_distribution_over_256_bins():

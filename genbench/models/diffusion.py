@@ -402,7 +402,11 @@ class UNet(nn.Module):
 #   L = KL(q(x_T | x_0) || N(0, I)) + sum_{k >= 2} KL(q_lambda(x_s | x_t, x_0) || p(x_s | x_t)) - log p(x_0 | x_tau1)
 # with p(x_0 | x_tau1) the discretized Gaussian decoder (eq. 13) on the 256 bins of the 8-bit image,
 # so the bound is of the discrete data and needs no dequantization. The model's mean uses the same
-# (clipped) x0_hat as the sampler, so the bound is that of the model that is sampled. Each KL term is Gaussian:
+# (clipped) x0_hat as the sampler, as in Analytic-DPM's code (github baofff/Analytic-DPM,
+# cifar_imagenet_codes/core/inference/ll/elbo.py: nelbo_ms_eps_ddpm clamps the predicted x_0 into [-1, 1]
+# always, nelbo_naive_ddpm when clip_denoise is set, which its profiles/ddpm/cifar10/naive_evaluate.py `nll`
+# does); the variances are the sampler's without the sampling-time cap on sigma of the step into tau_1
+# (`sigma_clip_pixels`), which that code gives its samplers only. Each KL term is Gaussian:
 #   KL = d/2 (log(sigma^2 / lambda^2) + lambda^2 / sigma^2 - 1) + c^2 |x_0 - x0_hat|^2 / (2 sigma^2).
 # DDIM — Song, Meng & Ermon 2021: same network, the eta-family of samplers (eq. 12, 16).
 # Analytic-DPM — Bao, Li, Zhu & Zhang 2022: sigma*^2 from Gamma_n (Thm 1), clipped to Thm 2's bounds;
@@ -430,7 +434,8 @@ class DDPMConfig:
     clip_denoised: bool = True              # clip x0_hat into [-1, 1] (sampler and bound: one reverse model)
     skip_rho: float = 1.0                   # Skip-Tuning's innermost skip scale for the default sampler
     # Analytic-DPM's cap on sigma of the step into tau_1, in pixel levels (its code: 2 for analytic-ddpm
-    # on the linear schedule, 1 on the cosine one and for analytic-ddim and the ddpm-beta baseline)
+    # on the linear schedule, 1 on the cosine one and for analytic-ddim and the ddpm-beta baseline);
+    # sampling only: the bound (`variational_bounds`) has no cap, as in that code
     sigma_clip_pixels: dict[str, float] = field(default_factory=lambda: {
         "ddpm-beta": 1.0, "analytic-ddpm": 2.0, "analytic-ddim": 1.0, "sn-ddpm": 2.0, "sn-ddim": 1.0,
         "npr-ddpm": 2.0, "npr-ddim": 1.0})
@@ -585,12 +590,16 @@ class DDPM(GenerativeModel):
         return value
 
     def variances(self, kind: str, eta: float | None, t: int, s: int, taus: list[int],
-                  residual: torch.Tensor | None = None):
+                  residual: torch.Tensor | None = None, *, sampling: bool):
         """(lambda^2, sigma^2) of the reverse step t -> s of the sub-sequence `taus` (the module's
         table); sigma^2 is a float, or a per-pixel tensor for SN-/NPR-DPM (from `residual`, see
-        `eps_and_residuals`). The optimal variances are clipped to Analytic-DPM's Theorem 2 bounds, and on
-        the step into tau_1 sigma^2 is capped at (y 2/255 sqrt(pi/2))^2 — E|sigma z| <= y pixel levels,
-        Analytic-DPM's `clip_sigma_idx = 1` — with y from `sigma_clip_pixels[kind]`."""
+        `eps_and_residuals`). The optimal variances are clipped to Analytic-DPM's Theorem 2 bounds.
+        When `sampling`, sigma^2 of the step into tau_1 is also capped at (y 2/255 sqrt(pi/2))^2 —
+        E|sigma z| <= y pixel levels, Analytic-DPM's `clip_sigma_idx = 1` — with y from
+        `sigma_clip_pixels[kind]`. The cap is a sampling device only: in Bao et al.'s code it is an
+        argument of the samplers (cifar_imagenet_codes/core/inference/sampler/reverse_ddpm.py and
+        reverse_ddim.py: clip_sigma_idx, clip_pixel) and their bound (core/inference/ll/elbo.py:
+        nelbo_naive_ddpm, nelbo_ms_eps_ddpm) has none, so `variational_bounds` passes sampling=False."""
         ab_t, ab_s = self.schedule[t], self.schedule[s]
         if kind == "ddim":
             lam2 = ddim_lambda2(ab_t, ab_s, eta)
@@ -599,8 +608,8 @@ class DDPM(GenerativeModel):
         if kind == "ddpm-beta-tilde":
             return lam2, lam2
         pixels = self.config.sigma_clip_pixels.get(kind)
-        cap = (pixels * 2.0 / 255.0) ** 2 * math.pi / 2 if pixels is not None and len(taus) > 1 and s == taus[0] \
-            else math.inf
+        cap = (pixels * 2.0 / 255.0) ** 2 * math.pi / 2 \
+            if sampling and pixels is not None and len(taus) > 1 and s == taus[0] else math.inf
         if kind == "ddpm-beta":
             sigma2 = 1.0 - ab_t / ab_s
         elif moment_head(kind):
@@ -641,7 +650,7 @@ class DDPM(GenerativeModel):
                 t, s = taus[k], (taus[k - 1] if k > 0 else 0)
                 head = moment_head(kind)
                 x0, eps, residuals = self.denoise(x, t, self.config.clip_denoised, (head,) if head else ())
-                lam2, sigma2 = self.variances(kind, eta, t, s, taus, residuals.get(head))
+                lam2, sigma2 = self.variances(kind, eta, t, s, taus, residuals.get(head), sampling=True)
                 ab_s = self.schedule[s]
                 x = math.sqrt(ab_s) * x0 + math.sqrt(max(1 - ab_s - lam2, 0.0)) * eps
                 if s > 0 and (torch.is_tensor(sigma2) or sigma2 > 0):
@@ -718,7 +727,8 @@ class DDPM(GenerativeModel):
             sq_err = (x0 - x0_hat).pow(2)
             err = sq_err.flatten(1).sum(1)
             for kind in kinds:
-                lam2, sigma2 = self.variances(kind, None, t, s, taus, residuals.get(moment_head(kind)))
+                lam2, sigma2 = self.variances(kind, None, t, s, taus, residuals.get(moment_head(kind)),
+                                              sampling=False)  # no sampling-time cap in the bound
                 c2 = x0_coefficient(self.schedule[t], self.schedule[s], lam2) ** 2
                 if torch.is_tensor(sigma2):  # per-pixel Gaussian KL, summed over pixels
                     nll[kind] += 0.5 * ((sigma2 / lam2).log() + lam2 / sigma2 - 1 + c2 * sq_err / sigma2).flatten(1).sum(1)
