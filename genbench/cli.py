@@ -219,6 +219,12 @@ def cmd_bench(args) -> int:
     return bench.main(args)
 
 
+def cmd_verify(args) -> int:
+    from genbench import verify
+
+    return verify.main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="genbench", description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml", help="the params file (default: params.yaml)")
@@ -268,6 +274,22 @@ def build_parser() -> argparse.ArgumentParser:
                        help="also time a training step at image sides 14, 28, 56 (glow, tarflow)")
     bench.add_argument("--iresnet-logdet", action="store_true",
                        help="also measure bias and spread of the i-ResNet log-det estimator vs series terms")
+    verify = add("verify", cmd_verify, "re-run committed rows from nothing in a clone of HEAD; say which figures "
+                                       "reproduce (bit-identical / within noise); exit 1 if any is OUTSIDE")
+    # (arguments here, not in genbench.verify: every stage process builds this parser)
+    verify.add_argument("runs", nargs="*", metavar="RUN",
+                        help="runs of params.yaml to verify (default: the 2-D toy runs of the profile)")
+    verify.add_argument("--sample", type=int, default=None, metavar="N",
+                        help="verify N of those runs: a window that moves by N with each commit (deterministic "
+                             "given HEAD; consecutive commits cover them all)")
+    verify.add_argument("--k", type=float, default=3.0,
+                        help="interval half-width: K x std over >= 3 committed seeds (training noise), else "
+                             "K x the figure's own stderr (test-set noise) (default 3)")
+    verify.add_argument("--strict", action="store_true",
+                        help="also exit 1 when a figure differs and has no interval to judge it")
+    verify.add_argument("--out", default=None, metavar="PATH", help="also write the table as JSON to PATH")
+    verify.add_argument("--keep", action="store_true",
+                        help="keep the scratch clone (kept anyway when the reproduction fails)")
     return parser
 
 
