@@ -217,7 +217,8 @@ def measure(params, run: str, repeats: int, warmup_s: float, segment_s: float, s
     model.sample(n, g)
     sample_s = time.perf_counter() - t0
     test_x, _ = load_split(prepared_dir(params.data.root, spec.dataset), "test")
-    n_eval = min(n, spec.eval.likelihood_n or n)  # the run's own cap on its likelihood examples (slow bounds)
+    # seconds per example need few examples: at most 32 (and the run's own cap; diffusion bounds are slow)
+    n_eval = min(n, spec.eval.likelihood_n or n, 32)
     evals = {}
     for kind in model.likelihood_kinds:
         kwargs = {"iwae_k": params.eval.iwae_k} if kind == "iwae" else {}
@@ -615,6 +616,7 @@ def main(args) -> int:
         if not runs:
             print(f"bench: no run of model {model!r} in {args.params}; skipped")
             continue
+        print(f"bench: measuring {model} ({runs[0]})", flush=True)
         rows.append(measure(params, runs[0], repeats, warmup_s, segment_s, args.steps))
     result: dict = {"throughput": rows}
     if rows:
@@ -636,6 +638,7 @@ def main(args) -> int:
         if not any(run.model == model for run in params.runs.values()):
             print(f"bench --peers: no run of model {model!r} in {args.params}; skipped")
             continue
+        print(f"bench: {model} against {versions[model]}", flush=True)
         peer_rows.append(compare_with_peer(params, model, repeats, warmup_s, segment_s))
     if peer_rows:
         result["peers"] = peer_rows
