@@ -4,12 +4,19 @@ params.yaml is the one source of hyperparameters and of the evaluation protocol.
 configuration and named profiles (`ci`, `cpu`, `gpu`); the key `profile` picks one, whose values are
 deep-merged over the base. Every key is checked against the dataclasses below: an unknown key, a
 value of the wrong type or a bad value is reported by its dotted name with what is expected, all
-problems at once, before anything runs.
+problems at once, before anything runs. Every profile is checked, not only the selected one; a key given
+twice in one mapping is an error (PyYAML would keep the last silently); numbers must be finite and in
+range (sizes within the data's size where the config tells it); names match [a-z0-9_]+ (they become
+paths and command-line arguments of DVC's shell); folders other than a dataset's `local_dir` lie inside
+the repository (the folder holding the params file).
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
+import math
+import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -305,14 +312,52 @@ def _format(problems: list[str], source: str = "params.yaml") -> str:
 # --------------------------------------------------------------------------------------------------
 # Loading and semantic checks
 # --------------------------------------------------------------------------------------------------
+class UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that records every key given twice in one mapping, by its dotted path and both
+    line numbers (PyYAML keeps the last one silently). A merge key (`<<`) may still override."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self.duplicates: list[str] = []
+        self._paths: dict[int, str] = {}  # id(node) -> dotted path, set by the mapping holding it
+
+    def construct_mapping(self, node, deep=False):
+        path, seen = self._paths.get(id(node), ""), {}
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
+                continue
+            key, line = self.construct_object(key_node), key_node.start_mark.line + 1
+            where = f"{path}.{key}" if path else str(key)
+            self._paths.setdefault(id(value_node), where)
+            if key in seen:
+                self.duplicates.append(f"{where}: duplicate key (lines {seen[key]} and {line}); "
+                                       "the last one would win silently: keep one")
+            seen.setdefault(key, line)
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_raw(path: str | Path = DEFAULT_PARAMS) -> dict:
     path = Path(path)
     if not path.exists():
         raise GenbenchError(f"{path} not found: run from the repository root or pass --params PATH")
     try:
-        raw = yaml.safe_load(path.read_text())
+        data = path.read_bytes()
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise GenbenchError(f"{path} is not UTF-8 text: byte {data[exc.start]:#04x} on line {line}; "
+                            "save it as UTF-8") from None
+    except OSError as exc:
+        raise GenbenchError(f"{path} cannot be read: {exc.strerror or exc}") from None
+    loader = UniqueKeyLoader(text)
+    try:
+        raw = loader.get_single_data()
     except yaml.YAMLError as exc:
         raise GenbenchError(f"{path} is not valid YAML: {exc}") from None
+    finally:
+        loader.dispose()
+    if loader.duplicates:
+        raise GenbenchError(_format(loader.duplicates, str(path)))
     if not isinstance(raw, dict):
         raise GenbenchError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
     return raw
@@ -346,38 +391,125 @@ def load(path: str | Path = DEFAULT_PARAMS, *, check_data: bool = False) -> Para
 def from_raw(raw: dict, source: str = "params.yaml", *, check_data: bool = False) -> Params:
     """`load` of an already-read params mapping (Snakemake's config, with its --config overrides)."""
     merged = resolve(raw)
-    problems: list[str] = []
-    # Every profile, not only the selected one, must name existing keys with the right types.
+    repo = Path(source).parent  # the repository: paths from params must stay inside it
+    params, problems = _checked(merged, repo, check_data)
+    # Every profile, not only the selected one, must hold valid keys, types and values; a problem of
+    # the base configuration is reported once (as the selected profile's).
     for pname, override in raw["profiles"].items():
-        if pname != raw["profile"] and isinstance(override, dict):
-            trial: list[str] = []
-            from_dict(Params, deep_merge(raw, override), "", trial)
-            problems.extend(f"(profile {pname}) {p}" for p in trial)
-    params = from_dict(Params, merged, "", problems)
-    if not problems:
-        problems.extend(semantic_problems(params, check_data=check_data))
+        if pname == raw["profile"]:
+            continue
+        if override is not None and not isinstance(override, dict):
+            problems.append(f"profiles.{pname}: expected a mapping, got {override!r}")
+            continue
+        _, trial = _checked(deep_merge(raw, override or {}), repo, False)
+        problems.extend(f"(profile {pname}) {p}" for p in trial if p not in problems)
     if problems:
         raise GenbenchError(_format(problems, source))
     return params
 
 
+def _checked(merged: dict, repo: Path, check_data: bool) -> tuple[Params, list[str]]:
+    problems: list[str] = []
+    params = from_dict(Params, merged, "", problems)
+    if not problems:
+        problems.extend(semantic_problems(params, check_data=check_data, repo=repo))
+    return params, problems
+
+
+# --------------------------------------------------------------------------------------------------
+# Value checks: each appends "<dotted key>: expected ..., got ..." to `problems`
+# --------------------------------------------------------------------------------------------------
+NAME = re.compile(r"[a-z0-9_]+")  # run, dataset and profile names: paths and DVC shell arguments
+
+# Training examples of the official training splits (genbench/data; the toys': data.toy_train_size),
+# before the validation split is carved from them.
+OFFICIAL_TRAIN_SIZE = {"mnist": 60000, "fashion_mnist": 60000, "cifar10": 50000, "digits": 1500}
+
+# model_config (the families' dataclasses in genbench/models/*.py): every int is a size, count or number
+# of steps (>= 1) but these, where 0 has a meaning ("0: no heads", "0: F2 = identity", Glow's default
+# of no residual blocks, "0: no MALA samples"); every float is finite and >= 0, > 0 for rates, tolerances
+# and step sizes (names ending so), < 1 for probabilities and coefficients below one.
+MODEL_ZERO_OK = {"moment_head_steps", "flow_layers", "res_blocks", "mcmc_steps"}
+MODEL_POSITIVE = ("lr", "rtol", "atol", "eps", "beta_start", "beta_end", "step_size", "points_box",
+                  "logit_alpha", "lipschitz_coeff")
+MODEL_BELOW_ONE = {"beta_start", "beta_end", "dropout", "restart_prob", "adam_betas", "lipschitz_coeff",
+                   "logit_alpha"}
+
+
 def _positive(problems: list[str], where: str, value: Any, allow_zero: bool = False) -> None:
+    """None passes; else > 0 (>= 0 with allow_zero), and finite (a float's NaN and inf fail)."""
     if value is None:
         return
-    if value < 0 or (value == 0 and not allow_zero):
-        problems.append(f"{where}: expected {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+    finite = isinstance(value, int) or math.isfinite(value)
+    if not finite or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        problems.append(f"{where}: expected {bound}{'' if isinstance(value, int) else ' and finite'}, got {value!r}")
 
 
-def semantic_problems(params: Params, *, check_data: bool = False) -> list[str]:
-    """Values that type-check but make no sense: unknown names, non-positive sizes, ..."""
+def _below_one(problems: list[str], where: str, value: Any) -> None:
+    if value is not None and math.isfinite(value) and value >= 1:
+        problems.append(f"{where}: expected < 1, got {value!r}")
+
+
+def _at_most(problems: list[str], where: str, value: int, limit: int | None, what: str) -> None:
+    if limit is not None and value > limit:
+        problems.append(f"{where}: expected at most {limit} ({what}), got {value!r}")
+
+
+def _name(problems: list[str], where: str, name: str) -> bool:
+    if NAME.fullmatch(name):
+        return True
+    problems.append(f"{where}: expected a name of lowercase letters, digits and '_' ([a-z0-9_]+), got {name!r}")
+    return False
+
+
+def _inside(problems: list[str], where: str, value: str, repo: Path) -> None:
+    """A folder setting must lie inside the repository (below it, not the repository itself)."""
+    base = os.path.abspath(repo)
+    target = os.path.normpath(os.path.join(base, value))
+    if not value or target == base or os.path.commonpath([base, target]) != base:
+        problems.append(f"{where}: expected a folder inside the repository ({base}), got {value!r}")
+
+
+def _model_value_problems(config_cls: type, raw: dict, where: str) -> list[str]:
+    """Range checks of a run's model_config by field name (MODEL_* above); its keys and types are
+    checked by the family's ModelSpec.config_problems."""
+    trial: list[str] = []
+    cfg = from_dict(config_cls, raw, where, trial)
+    if trial or cfg is None:
+        return []
+    problems: list[str] = []
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) \
+            else [(None, value)]
+        for key, v in items:
+            at = f"{where}.{f.name}" + ("" if key is None else f"[{key}]" if isinstance(key, int) else f".{key}")
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                continue
+            zero_ok = f.name in MODEL_ZERO_OK if isinstance(v, int) else not f.name.endswith(MODEL_POSITIVE)
+            _positive(problems, at, v, allow_zero=zero_ok)
+            if f.name in MODEL_BELOW_ONE:
+                _below_one(problems, at, v)
+    return problems
+
+
+def semantic_problems(params: Params, *, check_data: bool = False, repo: str | Path = ".") -> list[str]:
+    """Values that type-check but make no sense: unknown names, non-positive sizes, ...; `repo`: the
+    folder that path settings must stay inside (the one holding the params file)."""
     from genbench import data as data_registry
     from genbench.models import MODELS
 
     problems: list[str] = []
+    for name in params.profiles:
+        _name(problems, f"profiles.{name}", str(name))
     if not params.seeds:
         problems.append("seeds: expected at least one seed")
     if len(set(params.seeds)) != len(params.seeds):
         problems.append(f"seeds: duplicate seeds in {params.seeds}")
+    for key, seeds in (("seeds", params.seeds), ("repeat.seeds", params.repeat.seeds)):
+        for i, seed in enumerate(seeds):
+            _positive(problems, f"{key}[{i}]", seed, allow_zero=True)
     for key in ("repeat_extractors", "variant_extractors"):
         for extractor in getattr(params.eval, key) or []:
             if extractor not in params.eval.extractors:
@@ -393,8 +525,14 @@ def semantic_problems(params: Params, *, check_data: bool = False) -> list[str]:
     if params.eval.hubness is not None:
         for key in ("k", "threshold", "pool"):
             _positive(problems, f"eval.hubness.{key}", getattr(params.eval.hubness, key))
-    for name, opts in params.data.datasets.items():
-        if name not in data_registry.DATASETS:
+    d = params.data
+    _inside(problems, "data.root", d.root, repo)
+    _positive(problems, "data.split_seed", d.split_seed, allow_zero=True)
+    _positive(problems, "data.toy_train_size", d.toy_train_size)
+    _positive(problems, "data.toy_test_size", d.toy_test_size)
+    train_size: dict[str, int] = {}  # training examples after the validation split and train_limit, where known
+    for name, opts in d.datasets.items():
+        if _name(problems, f"data.datasets.{name}", name) and name not in data_registry.DATASETS:
             problems.append(
                 f"data.datasets.{name}: unknown dataset; expected one of: {', '.join(sorted(data_registry.DATASETS))}"
             )
@@ -403,9 +541,22 @@ def semantic_problems(params: Params, *, check_data: bool = False) -> list[str]:
         _positive(problems, f"data.datasets.{name}.test_limit", opts.test_limit)
         if opts.local_dir is not None and not Path(opts.local_dir).is_dir():
             problems.append(f"data.datasets.{name}.local_dir: folder {opts.local_dir!r} does not exist")
+        info = data_registry.DATASETS.get(name)
+        official = d.toy_train_size if info and info.kind == "points" else OFFICIAL_TRAIN_SIZE.get(name)
+        if official is not None and official > 0:
+            _at_most(problems, f"data.datasets.{name}.val_size", opts.val_size, official - 1,
+                     f"the training split of '{name}' has {official} examples: the rest trains")
+            official -= opts.val_size
+        known = [n for n in (official, opts.train_limit) if n is not None]
+        if known and min(known) > 0:
+            train_size[name] = min(known)
     for key in ("steps", "batch_size"):
         _positive(problems, f"classifier.{key}", getattr(params.classifier, key))
     _positive(problems, "classifier.lr", params.classifier.lr)
+    _positive(problems, "classifier.seed", params.classifier.seed, allow_zero=True)
+    _positive(problems, "harness.num_threads", params.harness.num_threads)
+    _inside(problems, "report.dir", params.report.dir, repo)
+    _positive(problems, "report.grid_n", params.report.grid_n)
     for ds in params.eval.datasets:
         if ds not in params.data.datasets:
             problems.append(f"eval.datasets: '{ds}' is not prepared; add it under data.datasets")
@@ -421,15 +572,16 @@ def semantic_problems(params: Params, *, check_data: bool = False) -> list[str]:
     for key in ("kid_subsets", "kid_subset_size", "prc_neighborhood",
                 "feature_batch_size", "likelihood_n", "iwae_k", "sample_batch_size"):
         _positive(problems, f"eval.{key}", getattr(params.eval, key))
+    _positive(problems, "eval.seed", params.eval.seed, allow_zero=True)
     for run_name, run in params.runs.items():
         where = f"runs.{run_name}"
-        if not run_name.replace("_", "").isalnum():
-            problems.append(f"{where}: run names may hold only letters, digits and '_'")
+        _name(problems, where, run_name)
         if run.model not in MODELS:
             problems.append(f"{where}.model: unknown model {run.model!r}; expected one of: {', '.join(sorted(MODELS))}")
         else:
             spec = MODELS[run.model]
             problems.extend(spec.config_problems(run.model_config, f"{where}.model_config"))
+            problems.extend(_model_value_problems(spec.config_cls, run.model_config, f"{where}.model_config"))
             if run.dataset in data_registry.DATASETS and data_registry.DATASETS[run.dataset].kind not in spec.data_kinds:
                 problems.append(
                     f"{where}.dataset: model {run.model!r} takes {'/'.join(spec.data_kinds)} data, "
@@ -445,8 +597,14 @@ def semantic_problems(params: Params, *, check_data: bool = False) -> list[str]:
             _positive(problems, f"{where}.train.{key}", getattr(t, key))
         _positive(problems, f"{where}.train.val_every", t.val_every, allow_zero=True)
         _positive(problems, f"{where}.train.lr", t.lr)
+        _positive(problems, f"{where}.train.weight_decay", t.weight_decay, allow_zero=True)
+        _positive(problems, f"{where}.train.grad_clip", t.grad_clip)
         if t.ema_decay is not None and not 0.0 < t.ema_decay < 1.0:
             problems.append(f"{where}.train.ema_decay: expected a number in (0, 1), got {t.ema_decay!r}")
+        _at_most(problems, f"{where}.train.batch_size", t.batch_size, train_size.get(run.dataset),
+                 f"the training examples of '{run.dataset}' after val_size and train_limit")
+        _positive(problems, f"{where}.eval.n_gen", run.eval.n_gen)
+        _positive(problems, f"{where}.eval.likelihood_n", run.eval.likelihood_n)
     if check_data and not problems:
         for name, opts in params.data.datasets.items():
             problem = _availability_problem(name, opts, allow_download=params.data.allow_download)

@@ -477,15 +477,15 @@ def test_report_tables_and_claimed_orderings(tmp_path, monkeypatch):
     params = SimpleNamespace(runs={"ddpm_mnist": None}, seeds=[0], eval=SimpleNamespace(reference_split="test"))
     text = "\n".join(diffusion_sections(params))
     assert "| ddim-eta0 | 30.00 | 12.00 |" in text
-    assert "than eta = 1 (Song et al. 2021, Table 1) at every step count measured (10, 100): **does not hold at 100**" in text
-    assert "lower FID (classifier-mnist) than DDIM (Bao et al. 2022, Table 2) at every step count measured (10, 100): **holds**" in text
-    assert "than DDPM's with sigma^2 = beta (Bao et al. 2022, Table 1) at every step count measured (10, 1000): **holds**" in text
-    assert "sigma^2 = beta~ (Bao et al. 2022, Table 1) at every step count measured (10, 1000): **does not hold at 1000**" in text
+    assert "than eta = 1 (Song et al. 2021, Table 1) at every step count measured (10, 100): not ordered so at 100 (no uncertainty: the verdicts are in the claims table)." in text
+    assert "lower FID (classifier-mnist) than DDIM (Bao et al. 2022, Table 2) at every step count measured (10, 100): ordered so (no uncertainty: the verdicts are in the claims table)." in text
+    assert "than DDPM's with sigma^2 = beta (Bao et al. 2022, Table 1) at every step count measured (10, 1000): ordered so (no uncertainty: the verdicts are in the claims table)." in text
+    assert "sigma^2 = beta~ (Bao et al. 2022, Table 1) at every step count measured (10, 1000): not ordered so at 1000 (no uncertainty: the verdicts are in the claims table)." in text
     assert "| analytic-ddpm | 2.000 ± 0.010 | 1.450 ± 0.010 |" in text
     assert "SN-DDIM has a lower FID (classifier-mnist) than Analytic-DDIM (Bao et al. 2022b) at every step count " \
-           "measured (10, 100): **does not hold at 100**" in text
+           "measured (10, 100): not ordered so at 100 (no uncertainty: the verdicts are in the claims table)." in text
     assert "NPR-DDPM's bound is lower than Analytic-DDPM's (Bao et al. 2022b) at every step count measured " \
-           "(10, 1000): **holds**" in text
+           "(10, 1000): ordered so (no uncertainty: the verdicts are in the claims table)." in text
     assert "Song, Meng & Ermon 2021 (DDIM), Table 1" in text
 
 

@@ -10,6 +10,7 @@ rule report:
     output:
         f"{REPORT_DIR}/leaderboard.md",
         f"{REPORT_DIR}/leaderboard.csv",
+        f"{REPORT_DIR}/claims.csv",
         f"{REPORT_DIR}/index.html",
         directory(f"{REPORT_DIR}/figures"),
         directory(f"{REPORT_DIR}/curves"),

@@ -1,0 +1,260 @@
+"""The claims table: each checkable claim of the papers behind the suite, the two figures it compares
+with their uncertainty, n and seeds, and a verdict among holds / does not hold / inconclusive.
+
+A claim says figure A is better than figure B (lower FID, KID or bits/dim; higher precision). With
+d = B - A (sign-flipped where higher is better) and s = sqrt(u_A^2 + u_B^2), the verdict is
+
+    holds            d >  Z s
+    does not hold    d < -Z s
+    inconclusive     otherwise ("at this n": a difference inside the noise is never "does not hold")
+
+with Z = 2 and u the standard error of each side:
+  - a figure over >= 3 seeds: its sample std over the seeds / sqrt(seeds) (training noise);
+  - one seed: a likelihood's stderr over the test examples, or KID's std over its subsets when the
+    subsets are smaller than the set (sampling noise only); FID has no interval at one seed, so claims on
+    it are judged by the KID of the same samples.
+A claim between two trained models depends on training randomness: with fewer than 3 seeds per side it is
+"inconclusive: N seed(s), needs >= 3" whatever the sampling noise says (the row still shows how many
+sampling-noise standard errors apart the figures are). A claim between two samplers or bounds of the same
+network needs no seeds. Compared figures must share n and reference set, or the row says they do not.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from genbench.io import read_json
+from genbench.layout import metrics_path
+
+Z = 2.0
+MIN_SEEDS = 3
+
+
+@dataclass
+class Figure:
+    """One side of a claim: its value (mean over seeds), standard error, and what the error measures."""
+    label: str
+    value: float
+    stderr: float | None
+    noise: str  # "training (3 seeds)", "test-set", "KID subsets", "none"
+    n: int | None
+    seeds: int
+    reference: str | None = None
+
+
+@dataclass
+class Claim:
+    claim: str
+    source: str
+    better: Figure  # the side the claim says is better
+    worse: Figure
+    lower_is_better: bool = True
+    needs_seeds: bool = True  # a comparison of two trained models (not two samplers of one network)
+    runs: tuple[str, ...] = ()  # the runs whose metrics it reads
+
+
+def verdict(c: Claim) -> tuple[str, float | None]:
+    """(verdict, distance in standard errors) of a claim, by the rule of the module docstring."""
+    if c.better.n != c.worse.n or c.better.reference != c.worse.reference:
+        return f"not comparable: n {c.better.n} vs {c.worse.n}", None
+    d = (c.worse.value - c.better.value) * (1 if c.lower_is_better else -1)
+    errors = [f.stderr for f in (c.better, c.worse)]
+    s = math.sqrt(sum(e * e for e in errors)) if all(e is not None for e in errors) else None
+    z = d / s if s else None
+    seeds = min(c.better.seeds, c.worse.seeds)
+    if c.needs_seeds and seeds < MIN_SEEDS:
+        return f"inconclusive: {seeds} seed(s), needs >= {MIN_SEEDS}", z
+    if z is None:
+        return "inconclusive: no interval", None
+    if z > Z:
+        return "holds", z
+    if z < -Z:
+        return "does not hold", z
+    return "inconclusive at this n", z
+
+
+# --------------------------------------------------------------------------------------------------
+# figures from the metrics files
+# --------------------------------------------------------------------------------------------------
+def _metrics(params, run: str) -> list[dict[str, Any]]:
+    """The completed metrics files of every seed of `run` that ran."""
+    seeds = params.seeds + (params.repeat.seeds if run in params.repeat.runs else [])
+    out = []
+    for seed in seeds:
+        path = metrics_path(run, seed)
+        if path.exists() and (m := read_json(path)).get("status") == "completed":
+            out.append(m)
+    return out
+
+
+def _combine(label: str, values: list[tuple[float, float | None]], noise: str, n: int | None,
+             reference: str | None = None) -> Figure:
+    """Mean over seeds; with >= 3 seeds the error is training noise, with one the figure's own error."""
+    if len(values) >= MIN_SEEDS:
+        mean = statistics.fmean(v for v, _ in values)
+        return Figure(label, mean, statistics.stdev(v for v, _ in values) / math.sqrt(len(values)),
+                      f"training ({len(values)} seeds)", n, len(values), reference)
+    value, err = values[0]
+    return Figure(label, value, err, noise if err is not None else "none", n, len(values), reference)
+
+
+def likelihood_figure(params, run: str, kind: str, label: str) -> Figure | None:
+    found = [m["likelihood"][kind] for m in _metrics(params, run) if kind in m.get("likelihood", {})]
+    if not found or "bits_per_dim" not in found[0]:
+        return None
+    return _combine(label, [(f["bits_per_dim"], f.get("stderr")) for f in found], "test-set", found[0]["n"],
+                    "test split")
+
+
+def sample_figure(params, run: str, extractor: str, key: str, label: str, variant: str | None = None) -> Figure | None:
+    """KID (with its subset std when the subsets are smaller than the set), FID or precision of a run's
+    main samples or of one variant's, per extractor."""
+    found = []
+    for m in _metrics(params, run):
+        if variant and variant not in m.get("variants", {}):
+            continue
+        scores = m["variants"][variant]["scores"] if variant else m.get("scores", {})
+        if extractor in scores:
+            found.append(scores[extractor])
+    if not found:
+        return None
+    s0 = found[0]
+    informative = key == "kid_mean" and s0.get("kid_subset_size", 0) < s0["protocol"]["n_gen"]
+    values = [(s[key], s["kid_std"] if informative else None) for s in found]
+    return _combine(label, values, "KID subsets", s0["protocol"]["n_gen"],
+                    f"{s0['protocol']['reference_split']} {s0['protocol'].get('reference_sha256', '')[:12]}")
+
+
+# --------------------------------------------------------------------------------------------------
+# the claims
+# --------------------------------------------------------------------------------------------------
+def _runs_of(params, model: str) -> list[str]:
+    return [name for name, r in params.runs.items() if r.model == model]
+
+
+def _pairs(params, better_model: str, worse_model: str) -> list[tuple[str, str]]:
+    """Runs of the two models on the same dataset."""
+    worse = {params.runs[r].dataset: r for r in _runs_of(params, worse_model)}
+    return [(r, worse[params.runs[r].dataset]) for r in _runs_of(params, better_model)
+            if params.runs[r].dataset in worse]
+
+
+def _extractors(params) -> list[str]:
+    return list(params.eval.extractors)
+
+
+def claims(params) -> list[Claim]:
+    out: list[Claim] = []
+
+    def add(text: str, source: str, better: Figure | None, worse: Figure | None, runs: tuple[str, ...],
+            **kw) -> None:
+        if better is not None and worse is not None:
+            out.append(Claim(text, source, better, worse, runs=runs, **kw))
+
+    # likelihood orderings of the flow papers, and f-VAE over the VAE (bits/dim on the test split)
+    for better, worse, kind_b, kind_w, source in (
+            ("glow", "realnvp", "exact", "exact", "Kingma & Dhariwal 2018 (Glow), Table 2"),
+            ("realnvp", "nice", "exact", "exact", "Dinh et al. 2017 (Real NVP), Table 1 vs Dinh et al. 2014"),
+            ("fvae", "vae", "elbo", "elbo", "Su & Wu 2018 (f-VAEs), sec. 4")):
+        for rb, rw in _pairs(params, better, worse):
+            add(f"{better} has lower bits/dim than {worse} ({params.runs[rb].dataset}, {kind_b})", source,
+                likelihood_figure(params, rb, kind_b, rb), likelihood_figure(params, rw, kind_w, rw), (rb, rw))
+    # WGAN-div over WGAN-GP (sample quality), per extractor: KID of the same samples as the FID
+    for rb, rw in _pairs(params, "wgan_div", "wgan_gp"):
+        for e in _extractors(params):
+            add(f"WGAN-div has lower KID[{e}] than WGAN-GP ({params.runs[rb].dataset})",
+                "Wu et al. 2018 (WGAN-div), Table 1 (FID); Su, kexue.fm 6139",
+                sample_figure(params, rb, e, "kid_mean", rb), sample_figure(params, rw, e, "kid_mean", rw), (rb, rw))
+    # samplers of one network: the hubness prior (quality up: KID and precision), the EBM's replay buffer
+    for run, spec in params.runs.items():
+        for e in _extractors(params):
+            main_kid = sample_figure(params, run, e, "kid_mean", f"{run} plain")
+            hub_kid = sample_figure(params, run, e, "kid_mean", f"{run} [hubness]", "hubness")
+            add(f"hubness-prior samples have lower KID[{e}] than plain ones ({run})",
+                "Liang, Wu, Lai & Qin 2022 (hubness prior), sec. 5", hub_kid, main_kid, (run,), needs_seeds=False)
+            add(f"hubness-prior samples have higher precision[{e}] than plain ones ({run})",
+                "Liang, Wu, Lai & Qin 2022 (hubness prior): the mechanism is precision up, diversity down",
+                sample_figure(params, run, e, "precision", f"{run} [hubness]", "hubness"),
+                sample_figure(params, run, e, "precision", f"{run} plain"), (run,), lower_is_better=False,
+                needs_seeds=False)
+            add(f"replay-buffer samples have lower KID[{e}] than fresh Langevin chains ({run})",
+                "Du & Mordatch 2019 (IGEBM), sec. 3.3", sample_figure(params, run, e, "kid_mean", f"{run} [buffer]", "buffer"),
+                sample_figure(params, run, e, "kid_mean", f"{run} plain"), (run,), needs_seeds=False)
+    out += diffusion_claims(params)
+    return out
+
+
+def diffusion_claims(params) -> list[Claim]:
+    """Orderings of the diffusion tables (one network): DDIM eta = 0 vs 1 and the analytic samplers at each
+    step count S (KID of equal-n cells), and the NLL bounds' variances at each K (stderr over test images)."""
+    out: list[Claim] = []
+    for run in _runs_of(params, "ddpm"):
+        ms = _metrics(params, run)
+        if not ms:
+            continue
+        m = ms[0]
+        cells = {(v["sample"]["sampler"], int(v["sample"]["steps"])): name
+                 for name, v in m.get("variants", {}).items() if v["sample"].get("table") == "steps"}
+        for better, worse, text, source in (
+                ("ddim-eta0", "ddim-eta1", "DDIM (eta = 0) beats eta = 1", "Song, Meng & Ermon 2021, Table 1"),
+                ("analytic-ddim", "ddim-eta0", "Analytic-DDIM beats DDIM", "Bao et al. 2022, Table 2"),
+                ("sn-ddim", "analytic-ddim", "SN-DDIM beats Analytic-DDIM", "Bao et al. 2022b")):
+            for steps in sorted({s for _, s in cells}):
+                if (better, steps) in cells and (worse, steps) in cells:
+                    for e in _extractors(params):
+                        fb = sample_figure(params, run, e, "kid_mean", f"{better} S={steps}", cells[(better, steps)])
+                        fw = sample_figure(params, run, e, "kid_mean", f"{worse} S={steps}", cells[(worse, steps)])
+                        if fb and fw:
+                            out.append(Claim(f"{text} in KID[{e}] at S = {steps} ({run})", source, fb, fw,
+                                             needs_seeds=False, runs=(run,)))
+        table = m.get("nll_table") or {}
+        bound: Callable[[str, int], Figure | None] = lambda kind, k: (  # noqa: E731
+            Figure(f"{kind} K={k}", table[f"{kind}_K{k}"]["bits_per_dim"], table[f"{kind}_K{k}"]["stderr"],
+                   "test-set", table[f"{kind}_K{k}"]["n"], 1, "test split") if f"{kind}_K{k}" in table else None)
+        for k in sorted({int(name.rsplit("_K", 1)[1]) for name in table}):
+            for better, worse, source in (("analytic-ddpm", "ddpm-beta", "Bao et al. 2022, Table 1"),
+                                          ("analytic-ddpm", "ddpm-beta-tilde", "Bao et al. 2022, Table 1"),
+                                          ("npr-ddpm", "analytic-ddpm", "Bao et al. 2022b")):
+                fb, fw = bound(better, k), bound(worse, k)
+                if fb and fw:
+                    out.append(Claim(f"{better}'s bound is lower than {worse}'s at K = {k} ({run})", source,
+                                     fb, fw, needs_seeds=False, runs=(run,)))
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# output
+# --------------------------------------------------------------------------------------------------
+def _side(f: Figure) -> str:
+    err = f" ± {f.stderr:.3g}" if f.stderr is not None else ""
+    return f"{f.label}: {f.value:.4g}{err}"
+
+
+def claims_table(params, stale_runs: set[str] = frozenset()) -> tuple[list[str], list[dict[str, Any]]]:
+    """Markdown lines of the claims table and its rows (for claims.csv)."""
+    rows = []
+    for c in claims(params):
+        v, z = verdict(c)
+        rows.append({"claim": c.claim, "source": c.source, "better": _side(c.better), "worse": _side(c.worse),
+                     "uncertainty": f"{c.better.noise} / {c.worse.noise}", "n": f"{c.better.n} / {c.worse.n}",
+                     "seeds": f"{c.better.seeds} / {c.worse.seeds}",
+                     "standard_errors_apart": None if z is None else round(z, 2),
+                     "verdict": v + (" (stale figures)" if set(c.runs) & stale_runs else "")})
+    if not rows:
+        return [], rows
+    md = ["## Claims checked", "",
+          f"Each claim compares the side it says is better with the other: holds when they are more than {Z:g} "
+          "standard errors apart in its favour, does not hold when more than that against it, inconclusive "
+          f"otherwise. A comparison of two trained models needs >= {MIN_SEEDS} seeds a side (training noise); "
+          "samplers and bounds of one network are judged on sampling noise. One seed's FID has no interval, so "
+          "sample-quality claims use the KID of the same samples and its std over subsets.", "",
+          "| claim | source | claimed better | other | uncertainty | n | seeds | s.e. apart | verdict |",
+          "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        z = "—" if r["standard_errors_apart"] is None else f"{r['standard_errors_apart']:.1f}"
+        md.append(f"| {r['claim']} | {r['source']} | {r['better']} | {r['worse']} | {r['uncertainty']} | {r['n']} "
+                  f"| {r['seeds']} | {z} | **{r['verdict']}** |")
+    return md + [""], rows
+
