@@ -299,7 +299,12 @@ def plot_curves(curves: dict[str, Path], path: Path) -> None:
     rows = max(1, math.ceil(len(curves) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.6 * rows), squeeze=False)
     for ax, (job, csv) in zip(axes.flat, curves.items()):
-        df = pd.read_csv(csv)
+        try:
+            df = pd.read_csv(csv)
+        except pd.errors.EmptyDataError:  # a run that diverged before its first log row
+            df = pd.DataFrame()
+            ax.text(0.5, 0.5, "no log rows\n(stopped before the first)", ha="center", va="center", fontsize=7,
+                    transform=ax.transAxes)
         if "loss" in df:
             train = df.dropna(subset=["loss"])
             ax.plot(train["step"], train["loss"], lw=1, label="train")
