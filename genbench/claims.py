@@ -20,6 +20,7 @@ network needs no seeds. Compared figures must share n and reference set, or the 
 """
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 from dataclasses import dataclass
@@ -78,13 +79,19 @@ def verdict(c: Claim) -> tuple[str, float | None]:
 # --------------------------------------------------------------------------------------------------
 # figures from the metrics files
 # --------------------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=None)
+def _read(path: str, mtime_ns: int) -> dict[str, Any]:
+    """A metrics file, read once per version (every claim on a run reads the same files)."""
+    return read_json(path)
+
+
 def _metrics(params, run: str) -> list[dict[str, Any]]:
     """The completed metrics files of every seed of `run` that ran."""
     seeds = params.seeds + (params.repeat.seeds if run in params.repeat.runs else [])
     out = []
     for seed in seeds:
         path = metrics_path(run, seed)
-        if path.exists() and (m := read_json(path)).get("status") == "completed":
+        if path.exists() and (m := _read(str(path.resolve()), path.stat().st_mtime_ns)).get("status") == "completed":
             out.append(m)
     return out
 
