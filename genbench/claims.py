@@ -174,6 +174,12 @@ def claims(params) -> list[Claim]:
             add(f"WGAN-div has lower KID[{e}] than WGAN-GP ({params.runs[rb].dataset})",
                 "Wu et al. 2018 (WGAN-div), Table 1 (FID); Su, kexue.fm 6139",
                 sample_figure(params, rb, e, "kid_mean", rb), sample_figure(params, rw, e, "kid_mean", rw), (rb, rw))
+    # GAN-QP (no Lipschitz constraint, a quadratic potential) against WGAN-GP
+    for rb, rw in _pairs(params, "gan_qp", "wgan_gp"):
+        for e in _extractors(params):
+            add(f"GAN-QP has lower KID[{e}] than WGAN-GP ({params.runs[rb].dataset})",
+                "Su 2018 (GAN-QP), sec. 5: better FID than WGAN-GP without a Lipschitz constraint",
+                sample_figure(params, rb, e, "kid_mean", rb), sample_figure(params, rw, e, "kid_mean", rw), (rb, rw))
     # samplers of one network: the hubness prior (quality up: KID and precision), the EBM's replay buffer
     for run, spec in params.runs.items():
         for e in _extractors(params):
@@ -216,6 +222,18 @@ def diffusion_claims(params) -> list[Claim]:
                         if fb and fw:
                             out.append(Claim(f"{text} in KID[{e}] at S = {steps} ({run})", source, fb, fw,
                                              needs_seeds=False, runs=(run,)))
+        for name, v in m.get("variants", {}).items():  # Skip-Tuning against the same sampler untuned
+            sk = v["sample"].get("rho_bottom") if v["sample"].get("table") == "skip" else None
+            plain = cells.get((v["sample"].get("sampler"), int(v["sample"].get("steps") or 0)))
+            if sk is None or plain is None:
+                continue
+            for e in _extractors(params):
+                fb = sample_figure(params, run, e, "kid_mean", f"{name}", name)
+                fw = sample_figure(params, run, e, "kid_mean", f"{plain}", plain)
+                if fb and fw:
+                    out.append(Claim(f"Skip-Tuning (rho_bottom {sk}) improves {v['sample']['sampler']} in KID[{e}] at "
+                                     f"S = {v['sample']['steps']} ({run})", "Ma et al. 2024 (Skip-Tuning), Table 1",
+                                     fb, fw, needs_seeds=False, runs=(run,)))
         table = m.get("nll_table") or {}
         bound: Callable[[str, int], Figure | None] = lambda kind, k: (  # noqa: E731
             Figure(f"{kind} K={k}", table[f"{kind}_K{k}"]["bits_per_dim"], table[f"{kind}_K{k}"]["stderr"],

@@ -62,9 +62,12 @@ def cmd_prepare(args) -> int:
             train_limit=opts.train_limit, test_limit=opts.test_limit, seed=params.data.split_seed,
             allow_download=params.data.allow_download, toy_train_size=params.data.toy_train_size,
             toy_test_size=params.data.toy_test_size)
-        tracker.set_tags({"source": manifest.get("source", "")})
+        located = manifest["located"]
+        tracker.set_tags({"source": located["source"], "source_dir": str(located["source_dir"] or "")})
         tracker.log_artifact(prepared_dir(params.data.root, args.dataset) / "manifest.json")
-    print(f"prepared {args.dataset}: " + ", ".join(f"{k} {v}" for k, v in manifest.get("sizes", {}).items()))
+    where = f" from {located['source_dir']}" if located["source_dir"] else ""
+    print(f"prepared {args.dataset} ({located['source']}{where}): "
+          + ", ".join(f"{k} {v}" for k, v in manifest["sizes"].items()))
     return 0
 
 
@@ -86,26 +89,46 @@ def cmd_weights(args) -> int:
 
 def cmd_classifier(args) -> int:
     from genbench.data import load_split
-    from genbench.io import write_json
-    from genbench.layout import classifier_metrics_path, classifier_path, prepared_dir
+    from genbench.io import atomic_path, read_json, sha256_file, write_json
+    from genbench.layout import classifier_metrics_path, classifier_path, prepared_dir, shipped_classifier
     from genbench.tracking import stage_run
 
     params = _params(args)
     cfg = params.classifier
-    if _dry(args, {"dataset": args.dataset, **asdict(cfg)}):
+    shipped = shipped_classifier(args.dataset)
+    if _dry(args, {"dataset": args.dataset, "shipped": shipped is not None, "rebuild": args.rebuild, **asdict(cfg)}):
         return 0
     root = prepared_dir(params.data.root, args.dataset)
     with stage_run("classifier", args.dataset, params=asdict(cfg)) as tracker:
-        from genbench.metrics import classifier  # torch-fidelity: this stage's own work, timed as such
+        if shipped is not None and not args.rebuild:  # the pinned ruler, checked and copied into place
+            path, pin = shipped
+            actual = sha256_file(path) if path.is_file() else "missing"
+            if actual != pin:
+                raise GenbenchError(f"the shipped classifier {path} has sha256 {actual}, pinned {pin}: the "
+                                    f"package is damaged; reinstall genbench (or `git checkout {path.name}`)")
+            with atomic_path(classifier_path(args.dataset)) as tmp:
+                tmp.write_bytes(path.read_bytes())
+            metrics = {**read_json(path.with_suffix(".json")), "source": "shipped", "weights_sha256": pin}
+        else:
+            from genbench.metrics import classifier  # torch-fidelity: this stage's own work, timed as such
 
-        train_x, train_y = load_split(root, "train")
-        val_x, val_y = load_split(root, "val")
-        model, metrics = classifier.train_classifier(train_x, train_y, val_x, val_y, steps=cfg.steps,
-                                                     batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
-                                                     progress=params.harness.progress)
-        # the weights file holds only what determines it: no wall time, so identical runs give identical bytes
-        stable = {k: v for k, v in metrics.items() if k != "wall_time_s"}
-        classifier.save_classifier(classifier_path(args.dataset), model, {"dataset": args.dataset, **stable})
+            train_x, train_y = load_split(root, "train")
+            val_x, val_y = load_split(root, "val")
+            model, metrics = classifier.train_classifier(train_x, train_y, val_x, val_y, steps=cfg.steps,
+                                                         batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
+                                                         progress=params.harness.progress)
+            # the weights file holds only what determines it: no wall time, so identical runs give identical bytes
+            stable = {k: v for k, v in metrics.items() if k != "wall_time_s"}
+            classifier.save_classifier(classifier_path(args.dataset), model, {"dataset": args.dataset, **stable})
+            sha = sha256_file(classifier_path(args.dataset))
+            metrics.update(source="rebuilt" if shipped else "trained here (no shipped classifier)", weights_sha256=sha)
+            if shipped is not None:
+                metrics["matches_shipped"] = sha == shipped[1]
+                print(f"classifier-{args.dataset}: the rebuilt weights "
+                      + ("match the shipped ones bit for bit" if sha == shipped[1] else
+                         f"differ from the shipped ones (sha256 {sha[:12]}... against {shipped[1][:12]}...): this "
+                         f"machine's float kernels; FID[classifier] computed with them is not comparable with "
+                         f"the committed board"))
         write_json(classifier_metrics_path(args.dataset), metrics)
         tracker.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
     print(f"classifier-{args.dataset}: " + ", ".join(f"{k} {v}" for k, v in metrics.items()))
@@ -138,16 +161,22 @@ def _job_stage(stage: str):
             return 0
         tags = {"run": args.run, "seed": args.seed, "model": job.spec.model, "dataset": job.spec.dataset,
                 "profile": params.profile}
-        with stage_run(stage, job_name(args.run, args.seed), params=job.config_dict(), tags=tags) as tracker:
+        if stage == "train":  # a checkpoint made by other code is never resumed
+            from genbench.resolve import STAGE_ENTRIES, code_hashes, family_module
+
+            job.code = code_hashes(*STAGE_ENTRIES["train"], family_module(params, args.run))
+        logged = {k: v for k, v in job.config_dict().items() if k != "code"}
+        with stage_run(stage, job_name(args.run, args.seed), params=logged, tags=tags) as tracker:
             if stage == "train":
                 from genbench.train import train
 
                 result = train(job, run_dir(args.run, args.seed), tracker=tracker)
+                tracker.set_tags({"outcome": result["status"]})
                 if result["status"] == "diverged":
                     print(f"genbench: {job.name} {result['message']}", file=sys.stderr)
                     if params.harness.on_divergence == "fail":
+                        tracker.failed = True
                         return 3
-                tracker.set_tags({"outcome": result["status"]})
             elif stage == "sample":
                 from genbench.sample import sample_job
 
@@ -250,7 +279,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="as dvc.yaml's first stage: fail if the job list changed (DVC read the old one)")
     add("prepare", cmd_prepare, "prepare one dataset: raw files -> checked splits", dataset)
     add("weights", cmd_weights, "convert the offline Inception-v3 FID weights for torch-fidelity")
-    add("classifier", cmd_classifier, "train the domain classifier used as a FID feature extractor", dataset)
+    p = add("classifier", cmd_classifier, "put the dataset's FID feature classifier in place: the shipped, pinned "
+            "one (checked by sha256), or one trained here when none is shipped or with --rebuild", dataset)
+    p.add_argument("--rebuild", action="store_true",
+                   help="retrain it with params.yaml's `classifier` settings and say whether it matches the pin")
     add("refstats", cmd_refstats, "features of the reference split for every extractor", dataset)
     add("train", _job_stage("train"), "train (or resume) one (run, seed) job", job)
     add("sample", _job_stage("sample"), "draw samples from a trained job", job)

@@ -110,6 +110,7 @@ class TrainConfig:
     log_every: int = 50
     val_every: int = 0  # steps between validation passes (0: only at the end)
     val_n: int = 1000  # validation examples per pass; the best-on-validation checkpoint is kept
+    patience: int | None = None  # stop when the validation figure has not improved for this many passes
 
 
 @dataclass
@@ -596,6 +597,9 @@ def semantic_problems(params: Params, *, check_data: bool = False, repo: str | P
         for key in ("steps", "batch_size", "checkpoint_every", "log_every", "val_n"):
             _positive(problems, f"{where}.train.{key}", getattr(t, key))
         _positive(problems, f"{where}.train.val_every", t.val_every, allow_zero=True)
+        _positive(problems, f"{where}.train.patience", t.patience)
+        if t.patience is not None and not t.val_every:
+            problems.append(f"{where}.train.patience: needs validation passes; set train.val_every")
         _positive(problems, f"{where}.train.lr", t.lr)
         _positive(problems, f"{where}.train.weight_decay", t.weight_decay, allow_zero=True)
         _positive(problems, f"{where}.train.grad_clip", t.grad_clip)
@@ -623,10 +627,12 @@ def _availability_problem(name: str, opts: DatasetOptions, *, allow_download: bo
     if not hasattr(module, "SOURCE"):  # generated, or bundled with a Python package
         return None
     local = Path(opts.local_dir) if opts.local_dir else None
-    try:
+    try:  # every file found is checked against its sha256 pin
         sources.resolve(module.SOURCE, local_dir=local, allow_download=False)
-    except GenbenchError as exc:
+    except sources.RawFilesNotFound as exc:
         if allow_download and module.SOURCE.base_url:
             return None  # will be downloaded by `genbench prepare`
         return f"dataset missing: {exc}"
+    except GenbenchError as exc:  # a corrupt file, or a configured folder that is wrong: no download fixes it
+        return str(exc)
     return None

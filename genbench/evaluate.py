@@ -19,6 +19,7 @@ from genbench import __version__
 from genbench.config import Params
 from genbench.data import info as dataset_info
 from genbench.data import load_split, toy2d
+from genbench.data.toy2d import mode_metrics
 from genbench.io import read_json, write_json
 from genbench.layout import job_name, metrics_path, prepared_dir, refstats_path, run_dir, samples_dir
 from genbench.metrics.likelihood import nats_to_bits_per_dim
@@ -59,23 +60,6 @@ def code_version() -> dict[str, Any]:
 def likelihood_examples(params: Params, run: str) -> int | None:
     caps = [c for c in (params.eval.likelihood_n, params.run(run).eval.likelihood_n) if c is not None]
     return min(caps) if caps else None
-
-
-def mode_metrics(samples: torch.Tensor, toy: str, min_share: float = 0.008) -> dict[str, Any]:
-    """Mode coverage on a Gaussian-mixture toy (the protocol of Srivastava et al. 2017, VEEGAN, and Lin
-    et al. 2018, PacGAN): a sample is high quality when it lies within 3 standard deviations of its
-    nearest mode; a mode is covered when at least `min_share` of all samples (PacGAN: 20 of 2500) are
-    high-quality samples of it. mode_kl = KL(high-quality samples' mode histogram || uniform)."""
-    centers = torch.from_numpy(toy2d.mode_centers(toy))
-    dist = torch.cdist(samples.double(), centers)
-    nearest, which = dist.min(dim=1)
-    good = nearest <= 3 * toy2d.mode_std(toy)
-    counts = torch.bincount(which[good], minlength=len(centers)).double()
-    share = counts / counts.sum().clamp_min(1)
-    kl = float((share[share > 0] * (share[share > 0] * len(centers)).log()).sum()) if counts.sum() else math.inf
-    return {"modes_covered": int((counts >= min_share * len(samples)).sum()), "modes_total": len(centers),
-            "high_quality_fraction": float(good.double().mean()), "mode_kl": kl, "n": len(samples),
-            "min_share": min_share}
 
 
 # --------------------------------------------------------------------------------------------------

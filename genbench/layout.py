@@ -25,6 +25,21 @@ def classifier_metrics_path(dataset: str) -> Path:
     return Path("artifacts/classifiers") / f"{dataset}.json"
 
 
+# The FID[classifier-<dataset>] rulers: trained once, shipped inside the package and pinned here, so the
+# column means the same on every machine (as the Inception weights do). `genbench classifier --rebuild`
+# retrains one with params.yaml's `classifier` settings and says whether it matches its pin.
+RULERS_DIR = Path(__file__).resolve().parent / "rulers"
+SHIPPED_CLASSIFIERS = {
+    "mnist": "657ff00297a24b75dfbc33cfc3f734d15fd50d2cc5e467bd1c64df9500f936b1",
+}
+
+
+def shipped_classifier(dataset: str) -> tuple[Path, str] | None:
+    """(weights file, pinned sha256) of the dataset's shipped classifier, or None when none is shipped."""
+    pin = SHIPPED_CLASSIFIERS.get(dataset)
+    return None if pin is None else (RULERS_DIR / f"classifier-{dataset}.pt", pin)
+
+
 def refstats_path(dataset: str, extractor: str) -> Path:
     return Path("artifacts/refstats") / dataset / f"{extractor}.npz"
 

@@ -45,6 +45,18 @@ def score_columns(scores: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+def training_length(outcome: dict[str, Any]) -> str:
+    """Steps trained, the generator updates among them (GANs), and what ended the run: `curve` (its
+    validation figure stopped improving: the patience rule), `cap` (the step limit came first, so the
+    curve may still have been falling) or nothing (a fixed length)."""
+    text = str(outcome.get("steps", "?"))
+    if outcome.get("generator_updates") is not None:
+        text += f" ({outcome['generator_updates']} G)"
+    if outcome.get("patience"):
+        text += ", curve" if outcome.get("stopped_early") else ", cap"
+    return text
+
+
 def collect(params) -> list[dict[str, Any]]:
     """One flat row per (run, seed) from metrics/<job>.json, and one per (run, seed, sampler variant)
     named `run [variant]` (the same network sampled otherwise, e.g. with the hubness prior)."""
@@ -65,6 +77,7 @@ def collect(params) -> list[dict[str, Any]]:
                 row[f"nll_nats[{kind}]"] = lk["nll_nats"]
                 if "kl_nats" in lk:
                     row[f"kl_nats[{kind}]"] = lk["kl_nats"]
+        row["length"] = training_length(m["train"])
         row.update({"parameters": m["train"]["parameters"], "train_time_s": m["train"]["train_time_s"],
                     "train_images_per_s": m["train"]["train_images_per_s"],
                     "sample_images_per_s": m["sample"]["images_per_s"]})
@@ -92,6 +105,9 @@ def aggregate(rows: list[dict[str, Any]]) -> pd.DataFrame:
             f"seed {r.seed}: diverged at step {int(r.diverged_at_step)}" for r in diverged.itertuples())
         for col in df.columns:
             if col in ("run", "seed", "model", "dataset", "status", "diverged_at_step"):
+                continue
+            if col == "length":  # text: each distinct length once (seeds may stop at different steps)
+                rec[col] = " / ".join(dict.fromkeys(str(v) for v in done[col].dropna())) if col in done else ""
                 continue
             vals = pd.to_numeric(done[col], errors="coerce").dropna() if col in done else pd.Series(dtype=float)
             rec[col] = float(vals.mean()) if len(vals) else float("nan")
@@ -228,7 +244,7 @@ def _markdown_table(df: pd.DataFrame) -> str:
                                     "modes covered", "high-quality fraction"))
                    and not c.endswith("_std")]
     header = ["run", "model", "seeds"] + [c.replace("kid_mean", "KID").replace("fid", "FID") for c in metric_cols] + \
-             ["params", "train time (s)", "train img/s", "sample img/s", "status", "published reference",
+             ["params", "steps", "train time (s)", "train img/s", "sample img/s", "status", "published reference",
               "measured / published"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in df.to_dict("records"):
@@ -237,7 +253,7 @@ def _markdown_table(df: pd.DataFrame) -> str:
             digits = 4 if c.startswith(("kid", "bpd")) else 3 if c.startswith(
                 ("precision", "recall", "nll", "kl", "high-quality")) else 1 if c.startswith("modes") else 2
             cells.append(_fmt(r.get(c), r.get(f"{c}_std"), digits))
-        cells += [_fmt(r.get("parameters"), None, 0), _fmt(r.get("train_time_s"), None, 0),
+        cells += [_fmt(r.get("parameters"), None, 0), str(r.get("length") or "—"), _fmt(r.get("train_time_s"), None, 0),
                   _fmt(r.get("train_images_per_s"), None, 0), _fmt(r.get("sample_images_per_s"), None, 0),
                   r["status"], r["reference"] or "—", _fmt(r.get("ratio"), None, 2)]
         lines.append("| " + " | ".join(cells) + " |")

@@ -32,7 +32,7 @@ import yaml
 
 from genbench import GenbenchError
 from genbench.config import Params
-from genbench.layout import STALE_JOBS
+from genbench.layout import STALE_JOBS, shipped_classifier
 
 RESOLVED_DIR = Path("pipelines/resolved")
 JOBS_FILE = RESOLVED_DIR / "jobs.yaml"
@@ -165,8 +165,11 @@ def stage_documents(params: Params) -> dict[Path, dict[str, Any]]:
             "code": code_hashes("genbench.data", loader_module(name))}
     docs[resolved_path("weights")] = {"code": code["weights"]}
     for name in params.eval.datasets:
-        docs[resolved_path("classifier", name)] = {"dataset": name, "classifier": asdict(params.classifier),
-                                                   "num_threads": harness.num_threads, "code": code["classifier"]}
+        shipped = shipped_classifier(name)
+        docs[resolved_path("classifier", name)] = {  # a shipped ruler depends on its pin alone
+            "dataset": name, **({"shipped_sha256": shipped[1]} if shipped else
+                                {"classifier": asdict(params.classifier), "num_threads": harness.num_threads}),
+            "code": code["classifier"]}
         docs[resolved_path("refstats", name)] = {
             "dataset": name, "reference_split": params.eval.reference_split,
             "feature_batch_size": params.eval.feature_batch_size,

@@ -68,6 +68,7 @@ class Tracker:
     def __init__(self, folder: Path | None = None, record: dict[str, Any] | None = None):
         self.folder = folder
         self.record = record
+        self.failed = False  # set by a stage that ends in failure without raising
 
     def _save(self) -> None:
         from genbench.io import write_json
@@ -108,7 +109,9 @@ class Tracker:
 @contextlib.contextmanager
 def stage_run(stage: str, job: str, *, params: dict | None = None, tags: dict | None = None,
               root: Path | str = ".") -> Iterator[Tracker]:
-    """Record a run named `<stage>:<job>`; it ends FINISHED, or FAILED if the block raises."""
+    """Record a run named `<stage>:<job>`; it ends FINISHED, or FAILED if the block raises or sets
+    `tracker.failed` (a stage that exits non-zero without an exception: a diverged run under
+    `on_divergence: fail`)."""
     t0 = time.perf_counter()
     if not tracking_enabled():
         yield Tracker()
@@ -129,7 +132,7 @@ def stage_run(stage: str, job: str, *, params: dict | None = None, tags: dict | 
     status = "FAILED"
     try:
         yield tracker
-        status = "FINISHED"
+        status = "FAILED" if tracker.failed else "FINISHED"
     finally:
         t1 = time.perf_counter()
         STAGE_TIMES["work_s"] = t1 - t_work

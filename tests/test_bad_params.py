@@ -223,3 +223,20 @@ def test_a_local_dir_outside_the_repository_is_allowed(tmp_path, repo_dir):
     raw["data"]["datasets"]["digits"]["local_dir"] = str(tmp_path.parent)  # a raw-data folder elsewhere
     (repo_dir / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     assert load(repo_dir / "params.yaml").data.datasets["digits"].local_dir == str(tmp_path.parent)
+
+
+def test_a_corrupt_file_in_a_local_data_folder_is_refused_by_validate(repo_dir, capsys):
+    """A configured local_dir is checked file by file against the sha256 pins: a flipped byte is an error
+    naming the file (not 'OK' on the grounds that a download could replace it)."""
+    from .test_data import fake_mnist, write_fake_mnist
+
+    folder = repo_dir / "raw"
+    folder.mkdir()
+    raw = copy.deepcopy(RAW)
+
+    write_fake_mnist(folder, fake_mnist(), gz=False)  # the real pins: fake content mismatches them
+    raw["data"]["datasets"]["mnist"]["local_dir"] = str(folder)
+    (repo_dir / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    assert main(["--params", "params.yaml", "validate"]) == 2
+    err = capsys.readouterr().err
+    assert "data.datasets.mnist" in err and "sha256" in err and str(folder) in err

@@ -71,3 +71,20 @@ def test_bench_prints_throughput_and_overhead(workdir):
     assert rows["igebm"]["sampling_network_evaluations"] == 2 and rows["igebm"]["network_evaluations_per_s"] > 0
     assert set(rows["ddpm"]["eval_seconds_per_example"]) == {"vlb", "estimate"}
     assert "image evaluations/s" in proc.stdout
+
+
+def test_the_classifier_stage_puts_the_shipped_pinned_ruler_in_place(workdir, monkeypatch, capsys):
+    """FID[classifier-mnist] uses the same weights on every machine: the stage copies the shipped file
+    after checking its sha256 against the pin, and refuses a damaged one (exit 2, nothing written)."""
+    import genbench.layout as layout
+    from genbench.io import sha256_file
+
+    assert main(["classifier", "--dataset", "mnist"]) == 0
+    placed = workdir / "artifacts" / "classifiers" / "mnist.pt"
+    assert sha256_file(placed) == layout.SHIPPED_CLASSIFIERS["mnist"]
+    record = json.loads((workdir / "artifacts" / "classifiers" / "mnist.json").read_text())
+    assert record["source"] == "shipped" and record["val_accuracy"] > 0.98
+    placed.unlink()
+    monkeypatch.setitem(layout.SHIPPED_CLASSIFIERS, "mnist", "0" * 64)
+    assert main(["classifier", "--dataset", "mnist"]) == 2
+    assert "pinned 0000" in capsys.readouterr().err and not placed.exists()

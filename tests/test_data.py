@@ -118,8 +118,8 @@ def test_download_from_mirror_then_cache(tmp_path, monkeypatch, http_mirror):
 
     manifest = prepare("mnist", tmp_path / "out", val_size=8)
     cache = tmp_path / "cache" / "data" / "mnist"
-    assert manifest["source"] == "download"
-    assert manifest["source_dir"] == str(cache)
+    assert manifest["located"]["source"] == "download"
+    assert manifest["located"]["source_dir"] == str(cache)
     assert {p.name for p in files_under(cache)} == {f"{n}.gz" for n in IDX_FILES}
     assert {n: f["sha256"] for n, f in manifest["raw_files"].items()} == pins
     assert manifest["sizes"] == {"train": 56, "val": 8, "test": 16}
@@ -130,7 +130,7 @@ def test_download_from_mirror_then_cache(tmp_path, monkeypatch, http_mirror):
     # The cache now serves offline, and a server that changed its bytes is not consulted.
     (served / "mnist" / "t10k-labels-idx1-ubyte.gz").write_bytes(b"changed")
     again = prepare("mnist", tmp_path / "out2", val_size=8, allow_download=False)
-    assert again["source"] == "download" and again["files"] == manifest["files"]
+    assert again["located"]["source"] == "download" and again["files"] == manifest["files"]
 
 
 def test_download_with_wrong_bytes_is_an_error_and_keeps_nothing(tmp_path, monkeypatch, http_mirror):
@@ -200,13 +200,19 @@ def test_local_dir_plain_and_env_dir(tmp_path, monkeypatch):
     pins = write_fake_mnist(tmp_path / "raw", arrays, gz=False)
     monkeypatch.setattr(mnist, "SOURCE", mnist.SOURCE.with_pins(pins))
     manifest = prepare("mnist", tmp_path / "a", local_dir=tmp_path / "raw", val_size=4)
-    assert manifest["source"] == "local" and manifest["source_dir"] == str(tmp_path / "raw")
+    assert manifest["located"]["source"] == "local" and manifest["located"]["source_dir"] == str(tmp_path / "raw")
 
     write_fake_mnist(tmp_path / "env" / "mnist", arrays, gz=True)
     monkeypatch.setenv("GENBENCH_DATA_DIR", str(tmp_path / "env"))
     from_env = prepare("mnist", tmp_path / "b", val_size=4)
-    assert from_env["source"] == "local" and from_env["source_dir"] == str(tmp_path / "env" / "mnist")
-    assert from_env["files"] == manifest["files"]  # same content, gzipped or not
+    env_dir = tmp_path / "env" / "mnist"
+    assert from_env["located"] == {"source": "local", "source_dir": str(env_dir),
+                                   "paths": {n: str(env_dir / f"{n}.gz") for n in IDX_FILES}}
+    # Same content found elsewhere (gzipped or not): byte-identical prepared files, manifest included,
+    # and no path of this machine in them (a clone anywhere leaves dvc.lock unchanged).
+    for name in ("train.npz", "val.npz", "test.npz", "manifest.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    assert str(tmp_path) not in (tmp_path / "a" / "manifest.json").read_text()
 
 
 def test_local_file_with_wrong_hash_names_file_and_hashes(tmp_path):
@@ -267,8 +273,8 @@ def test_wrong_image_shape_is_an_error(tmp_path, monkeypatch):
 def test_real_dataset_from_package(name, tmp_path, real_packages):
     module = {"mnist": mnist, "fashion_mnist": fashion_mnist}[name]
     manifest = prepare(name, tmp_path / name, val_size=5000, allow_download=False)
-    assert manifest["source"] == "package"
-    assert manifest["source_dir"] == str(REAL_PACKAGE_ROOT / name)
+    assert manifest["located"]["source"] == "package"
+    assert manifest["located"]["source_dir"] == str(REAL_PACKAGE_ROOT / name)
     assert manifest["official_sizes"] == {"train": 60000, "test": 10000}
     assert manifest["sizes"] == {"train": 55000, "val": 5000, "test": 10000}
     assert {n: f["sha256"] for n, f in manifest["raw_files"].items()} == \
@@ -292,7 +298,7 @@ def test_digits(tmp_path):
     import sklearn.datasets
 
     manifest = prepare("digits", tmp_path / "d", val_size=100)
-    assert manifest["source"] == "package"
+    assert manifest["located"]["source"] == "package"
     assert manifest["official_sizes"] == {"train": 1500, "test": 297}
     assert manifest["raw_files"]["digits.csv"]["sha256"] == digits.RAW.sha256
     x, y = load_split(tmp_path / "d", "test")
@@ -432,7 +438,7 @@ def test_prepare_replaces_an_existing_dir_only_on_success(tmp_path):
 @pytest.mark.parametrize("toy", toy2d.TOYS)
 def test_every_toy_prepares(toy, tmp_path):
     m = prepare(f"toy_{toy}", tmp_path / toy, val_size=100, toy_train_size=2000, toy_test_size=500)
-    assert m["kind"] == "points" and m["source"] == "generated"
+    assert m["kind"] == "points" and m["located"]["source"] == "generated"
     assert m["sizes"] == {"train": 1900, "val": 100, "test": 500}
     x, y = load_split(tmp_path / toy, "train")
     assert tuple(x.shape) == (1900, 2) and x.dtype == torch.float32
@@ -541,7 +547,7 @@ def test_cifar10_from_archive_and_extracted(tmp_path, monkeypatch, cifar_fixture
     for case, local in (("archive", root / "archive"), ("parent", root / "cifar10"),
                         ("folder", root / "cifar10" / cifar10.FOLDER)):
         m = prepare("cifar10", tmp_path / case, local_dir=local, val_size=10)
-        assert m["official_sizes"] == {"train": 100, "test": 20} and m["source"] == "local"
+        assert m["official_sizes"] == {"train": 100, "test": 20} and m["located"]["source"] == "local"
         x_test, y_test = load_split(tmp_path / case, "test")
         assert tuple(x_test.shape) == (20, 3, 32, 32) and x_test.dtype == torch.uint8
         assert np.array_equal(x_test.numpy(), expected_test)

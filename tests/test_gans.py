@@ -208,7 +208,7 @@ def test_ogan_encoder_is_standardised_and_score_is_the_mean():
 
 
 def test_mode_metrics_on_known_samples():
-    from genbench.evaluate import mode_metrics
+    from genbench.data.toy2d import mode_metrics
     from genbench.data.toy2d import mode_centers, mode_std
 
     centers, std = mode_centers("ring8"), mode_std("ring8")

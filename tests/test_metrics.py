@@ -76,8 +76,13 @@ def test_kid_subset_size_is_capped_and_reported():
     rng = np.random.default_rng(4)
     gen, ref = rng.normal(size=(50, 8)), rng.normal(size=(80, 8))
     out = fid.metrics_from_features(gen, ref, kid_subsets=3, kid_subset_size=1000)
-    assert out["kid_subset_size"] == 50 and out["kid_subset_size_capped"] is True
+    # half the smaller set: subsets as large as the set would all be the set, and their std ~0
+    assert out["kid_subset_size"] == 25 and out["kid_subset_size_capped"] is True
     assert out["kid_subset_size_requested"] == 1000
+    whole = fid.kid_features_to_metric(torch.from_numpy(gen), torch.from_numpy(ref[:50]), kid_subsets=10,
+                                       kid_subset_size=50, rng_seed=0, verbose=False)
+    halves = fid.metrics_from_features(gen, ref[:50], kid_subsets=10, kid_subset_size=1000)
+    assert whole["kernel_inception_distance_std"] < 1e-12 < halves["kid_std"]
 
 
 def test_precision_recall_identical_disjoint_and_mode_dropping():
@@ -86,11 +91,12 @@ def test_precision_recall_identical_disjoint_and_mode_dropping():
     disjoint = fid.metrics_from_features(ref + 50.0, ref, kid_subsets=2, kid_subset_size=100)
     assert disjoint["precision"] == 0.0 and disjoint["recall"] == 0.0
     # reference: two far-apart clusters; generated: only one of them -> precise, half the recall
-    two_modes = np.concatenate([rng.normal(size=(300, 8)), rng.normal(size=(300, 8)) + 30.0])
+    two_modes = rng.permutation(np.concatenate([rng.normal(size=(300, 8)), rng.normal(size=(300, 8)) + 30.0]))
     one_mode = rng.normal(size=(300, 8))
     out = fid.metrics_from_features(one_mode, two_modes, kid_subsets=2, kid_subset_size=100)
+    assert out["prc_n"] == 300  # equal numbers of points on both sides
     assert out["precision"] > 0.75  # k-NN balls: ~0.85 even for two samples of one distribution
-    assert 0.3 < out["recall"] < 0.55
+    assert 0.3 < out["recall"] < 0.6
 
 
 # ----------------------------------------------------------------------------- Inception-v3

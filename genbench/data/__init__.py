@@ -129,7 +129,9 @@ def prepare(name: str, out_dir: Path, *, local_dir: Path | None = None, val_size
         "kind": dataset.kind,
         "shape": list(dataset.shape),
         "num_classes": dataset.num_classes,
-        **raw.provenance,
+        # the raw files' content, never where they were found: a clone elsewhere, a download or the offline
+        # package must write byte-identical prepared data (and leave dvc.lock unchanged)
+        "raw_files": {name: {"sha256": f["sha256"]} for name, f in sorted(raw.provenance["raw_files"].items())},
         "seed": seed,
         "val_size": val_size,
         "train_limit": train_limit,
@@ -145,7 +147,9 @@ def prepare(name: str, out_dir: Path, *, local_dir: Path | None = None, val_size
             _write_npz(tmp / f"{split}.npz", x=x, y=y.astype(np.int64))
             manifest["files"][split] = {"path": f"{split}.npz", "sha256": sha256_file(tmp / f"{split}.npz")}
         write_json(tmp / "manifest.json", manifest)
-    return manifest
+    located = {key: raw.provenance[key] for key in ("source", "source_dir")}
+    located["paths"] = {name: f["path"] for name, f in raw.provenance["raw_files"].items()}
+    return {**manifest, "located": located}  # `located`: printed and tagged by the stage, not written
 
 
 def load_split(prepared_dir: Path, split: str):

@@ -31,3 +31,4 @@ class RawData:
     x_test: np.ndarray
     y_test: np.ndarray
     provenance: dict = field(default_factory=dict)  # source, source_dir, raw_files: {name: {path, sha256}}
+    # (prepare writes only the sha256s: where the files were found is this machine's business)

@@ -134,6 +134,11 @@ def check_file(path: Path, spec: RawFile, *, gunzip: bool | None = None, label: 
     return sha
 
 
+class RawFilesNotFound(GenbenchError):
+    """No copy of the raw files anywhere (a download may still bring them); a corrupt or misplaced copy is
+    a plain GenbenchError."""
+
+
 def resolve(source: Source, *, local_dir: Path | None = None, allow_download: bool = True) -> Resolved:
     """Find, verify and return ``source``'s raw files (see the module docstring for the order)."""
     looked: list[str] = []
@@ -182,7 +187,7 @@ def resolve(source: Source, *, local_dir: Path | None = None, allow_download: bo
                  f"(or as $GENBENCH_DATA_DIR/{source.dataset})")
     if base is not None:
         fixes.append("check the network or GENBENCH_MIRROR_URL" if allow_download else "allow downloads")
-    raise GenbenchError(f"{source.dataset}: raw files {_expected(source)} not found. Looked in: "
+    raise RawFilesNotFound(f"{source.dataset}: raw files {_expected(source)} not found. Looked in: "
                         + "; ".join(looked) + ". To fix: " + ", or ".join(fixes))
 
 

@@ -488,9 +488,12 @@ def metrics_from_features(
     """FID, KID (polynomial kernel, unbiased MMD^2 over random subsets) and precision/recall
     (k-NN balls, Kynkaanniemi et al. 2019) of generated vs reference features, all via torch-fidelity.
 
-    KID subsets are drawn with `np.random.RandomState(seed)`. `kid_subset_size` is capped at the
-    smaller sample count; the returned `kid_subset_size` is the one used and
-    `kid_subset_size_capped` says whether the cap applied.
+    KID subsets are drawn with `np.random.RandomState(seed)`. `kid_subset_size` is capped at half the
+    smaller sample count, so that the subsets differ and `kid_std` measures sampling noise (a subset as
+    large as the set gives a std of ~0); the returned `kid_subset_size` is the one used and
+    `kid_subset_size_capped` says whether the cap applied. `kid_std` is the spread of one subset's
+    estimate, a conservative error for the mean over subsets. Precision and recall compare equal numbers
+    of points (the first `prc_n` of each set): k-NN radii shrink as a set grows, so unequal sets bias both.
     """
     gen = torch.from_numpy(np.asarray(gen_feats, dtype=np.float64))
     ref = torch.from_numpy(np.asarray(ref_feats, dtype=np.float64))
@@ -502,7 +505,7 @@ def metrics_from_features(
             f"Precision/recall with prc_neighborhood={prc_neighborhood} needs more than {prc_neighborhood} "
             f"samples per set; got {len(gen)} generated and {len(ref)} reference."
         )
-    subset_size = min(kid_subset_size, n_min)
+    subset_size = min(kid_subset_size, max(n_min // 2, 2))
 
     fid = fid_statistics_to_metric(
         fid_features_to_statistics(gen), fid_features_to_statistics(ref), verbose=False
@@ -512,7 +515,7 @@ def metrics_from_features(
     )
     # torch-fidelity's convention: features_1 = generated, features_2 = real
     prc = prc_features_to_metric(
-        gen, ref, prc_neighborhood=prc_neighborhood, prc_batch_size=10000, save_cpu_ram=True, verbose=False
+        gen[:n_min], ref[:n_min], prc_neighborhood=prc_neighborhood, prc_batch_size=10000, save_cpu_ram=True, verbose=False
     )
     return {
         "fid": float(fid),
@@ -527,6 +530,7 @@ def metrics_from_features(
         "kid_subset_size_requested": kid_subset_size,
         "kid_subset_size_capped": subset_size < kid_subset_size,
         "prc_neighborhood": prc_neighborhood,
+        "prc_n": n_min,
         "seed": seed,
         "torch_fidelity_version": torch_fidelity.__version__,
     }
