@@ -215,11 +215,42 @@ def _send(client, experiment_id: str, folder: Path, record: dict[str, Any]) -> N
     client.set_terminated(run_id, record["status"], end_time=record["end_time"] or _now_ms())
 
 
+# A tracking server that does not answer must not hold a stage for minutes (MLflow's own defaults retry
+# for ~2 min per request): at most this many retries of this many seconds each, unless the user set them.
+HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+               "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
+
+
+@contextlib.contextmanager
+def _store_lock(root: Path) -> Iterator[None]:
+    """One flush at a time per repository: creating and migrating a fresh SQLite store from several
+    processes at once races on its tables (`table _alembic_tmp_latest_metrics already exists`) and can
+    leave it broken for every later stage."""
+    import fcntl
+
+    lock = root / "mlruns" / ".flush.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def flush_pending(root: Path | str = ".", only: list[Path] | None = None) -> dict[str, int]:
     """Send the pending runs to the store (oldest first) and remove each once sent. A run still
     RUNNING is left for later unless its process is gone (then it is sent as FAILED). If the store
-    cannot be reached, nothing is lost: the pending runs stay for the next flush."""
+    cannot be reached, nothing is lost: the pending runs stay for the next flush. Flushes of one
+    repository are serialised by a file lock; a tracking server's requests are bounded (HTTP_LIMITS)."""
     root = Path(root)
+    for key, value in HTTP_LIMITS.items():
+        os.environ.setdefault(key, value)
+    with _store_lock(root):
+        return _flush(root, only)
+
+
+def _flush(root: Path, only: list[Path] | None) -> dict[str, int]:
     folders = sorted(only if only is not None else (root / PENDING).glob("*/"))
     folders = [f for f in folders if (f / "run.json").is_file()]
     counts = {"sent": 0, "running": 0, "kept": 0}

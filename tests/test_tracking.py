@@ -152,3 +152,49 @@ def test_an_unreachable_store_loses_no_run_and_a_killed_stage_is_sent_as_failed(
     assert {a.path for a in client.list_artifacts(runs["train:job-a"].info.run_id)} == {"stats.jsonl"}
     assert runs["train:job-b"].info.status == "FAILED" and "genbench.interrupted" in runs["train:job-b"].data.tags
     assert [p.name for p in (tmp_path / PENDING).iterdir()] == ["1-alive"]
+
+
+def test_four_stages_starting_at_once_on_a_fresh_store_all_arrive(tmp_path):
+    """Four processes in live mode (each sends its own run as it ends) on a store that does not exist yet:
+    the flushes are serialised, the store is created once, and every run arrives FINISHED."""
+    from mlflow.tracking import MlflowClient
+
+    code = ("import sys\n"
+            "from genbench.tracking import stage_run\n"
+            "with stage_run('train', sys.argv[1], params={'lr': 0.1}) as t:\n"
+            "    t.log_metrics({'loss': 1.0}, step=1)\n")
+    env = {**os.environ, "GENBENCH_TRACKING": "live", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    procs = [subprocess.Popen([sys.executable, "-c", code, f"job-{i}"], cwd=tmp_path, env=env,
+                              stderr=subprocess.PIPE, text=True) for i in range(4)]
+    errors = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, errors
+    assert not any("already exists" in e or "not reachable" in e for e in errors), errors
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("genbench").experiment_id])
+    assert sorted(r.info.run_name for r in runs) == [f"train:job-{i}" for i in range(4)]
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    assert not list((tmp_path / PENDING).iterdir())
+
+
+def test_a_dead_tracking_server_costs_a_bounded_wait_and_the_runs_reach_it_later(tmp_path, monkeypatch,
+                                                                                  mlflow_server):
+    """MLFLOW_TRACKING_URI pointing at a port where nothing answers: a live-mode stage finishes within a
+    bound (60 s, not MLflow's minutes of retries), keeps its run on disk and says so once; `genbench track`
+    sends it when a server answers, metric history included."""
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GENBENCH_TRACKING", "live")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{_free_port()}")
+    t0 = time.monotonic()
+    with stage_run("train", "job-dead", params={"lr": 0.1}) as t:
+        t.log_rows([{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.0}])
+    assert time.monotonic() - t0 < 60
+    assert len(list((tmp_path / PENDING).iterdir())) == 1
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    assert flush_pending(tmp_path) == {"sent": 1, "running": 0, "kept": 0}
+    client = MlflowClient(tracking_uri=mlflow_server)
+    run = [r for r in client.search_runs([client.get_experiment_by_name("genbench").experiment_id])
+           if r.info.run_name == "train:job-dead"][0]
+    assert [m.value for m in client.get_metric_history(run.info.run_id, "loss")] == [2.0, 1.0]
