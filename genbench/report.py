@@ -374,9 +374,32 @@ def stale_notice(params, stale: dict[str, Any]) -> list[str]:
 
 
 def build(params, out_dir: Path | None = None) -> pd.DataFrame:
+    """Write the report to `out_dir` as a whole: it is built in a sibling folder (a copy of the last
+    report, whose figures are kept for jobs whose outputs are not in this workspace) and swapped in only
+    when complete, so a failure or a kill leaves the previous report as it was."""
+    out_dir = Path(out_dir or params.report.dir)
+    staging, previous = out_dir.with_name(f".{out_dir.name}.next"), out_dir.with_name(f".{out_dir.name}.old")
+    if previous.exists() and not out_dir.exists():  # killed between the two renames of a swap
+        previous.rename(out_dir)
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.rmtree(previous, ignore_errors=True)
+    if out_dir.exists():
+        shutil.copytree(out_dir, staging, ignore=shutil.ignore_patterns(".*"))
+    try:
+        table = _build(params, staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if out_dir.exists():
+        out_dir.rename(previous)
+    staging.rename(out_dir)
+    shutil.rmtree(previous, ignore_errors=True)
+    return table
+
+
+def _build(params, out_dir: Path) -> pd.DataFrame:
     from genbench.resolve import stale_jobs
 
-    out_dir = Path(out_dir or params.report.dir)
     rows = collect(params)
     table = aggregate(rows)
     figures = out_dir / "figures"

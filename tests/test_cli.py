@@ -46,9 +46,13 @@ def test_divergence_with_fail_policy_exits_3(workdir, monkeypatch):
     raw["harness"]["on_divergence"] = "fail"
     raw["runs"]["vae_mnist"]["train"]["lr"] = 1.0e30  # a learning rate that blows the weights up
     (workdir / "params.yaml").write_text(yaml.safe_dump(raw))
+    monkeypatch.setenv("GENBENCH_TRACKING", "on")  # recorded in mlruns/pending/, not sent
     assert main(["train", "--run", "vae_mnist", "--seed", "0"]) == 3
     outcome = json.loads((workdir / "runs" / "vae_mnist-s0" / "outcome.json").read_text())
     assert outcome["status"] == "diverged" and outcome["diverged_at_step"] >= 0
+    # its MLflow run ends FAILED (not FINISHED), with the outcome tag
+    (record,) = [json.loads(p.read_text()) for p in (workdir / "mlruns" / "pending").glob("*/run.json")]
+    assert record["status"] == "FAILED" and record["tags"]["outcome"] == "diverged"
 
 
 def test_bench_prints_throughput_and_overhead(workdir):

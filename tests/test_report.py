@@ -18,3 +18,39 @@ def test_a_run_that_diverged_before_its_first_log_row_does_not_break_the_curves(
     assert set(curves) == {"a-s0", "b-s0"}
     plot_curves(curves, tmp_path / "curves.png")
     assert (tmp_path / "curves.png").stat().st_size > 0
+
+
+def test_the_report_is_replaced_as_a_whole_or_not_at_all(tmp_path, monkeypatch):
+    """A report that fails half-way (after writing some files) leaves the previous report byte-identical;
+    a finished one replaces it whole; a kill between the swap's two renames is repaired by the next build."""
+    import pytest
+
+    import genbench.report as report
+
+    out = tmp_path / "reports"
+    out.mkdir()
+    (out / "leaderboard.md").write_text("old board\n")
+    (out / "figures").mkdir()
+    (out / "figures" / "kept.png").write_bytes(b"png")
+
+    def half_then_fail(params, staging):
+        (staging / "leaderboard.md").write_text("half-written\n")
+        raise RuntimeError("a figure failed")
+
+    monkeypatch.setattr(report, "_build", half_then_fail)
+    with pytest.raises(RuntimeError):
+        report.build(None, out)
+    assert (out / "leaderboard.md").read_text() == "old board\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["reports"]
+
+    def complete(params, staging):
+        assert (staging / "figures" / "kept.png").read_bytes() == b"png"  # the last report's figures
+        (staging / "leaderboard.md").write_text("new board\n")
+        return "table"
+
+    monkeypatch.setattr(report, "_build", complete)
+    assert report.build(None, out) == "table"
+    assert (out / "leaderboard.md").read_text() == "new board\n"
+    out.rename(tmp_path / ".reports.old")  # killed after moving the old report aside
+    assert report.build(None, out) == "table" and (out / "leaderboard.md").read_text() == "new board\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["reports"]
