@@ -411,7 +411,9 @@ def _build(params, out_dir: Path) -> pd.DataFrame:
     md = ["# genbench leaderboard", "",
           f"Profile `{params.profile}`; seeds {params.seeds} (+ {params.repeat.seeds} for "
           f"{len(params.repeat.runs)} runs that vary from seed to seed: mean ± std); FID/KID/precision/recall against the "
-          f"`{params.eval.reference_split}` split; checkpoints selected on the validation split (GANs: the last). "
+          f"`{params.eval.reference_split}` split; checkpoints selected on the validation split (image GANs: the last; 2-D GANs: most modes covered, then "
+          "high-quality fraction, on fresh samples); 2-D runs train until their validation figure stops improving "
+          "(`steps` column: `curve`) or reach their cap (`cap`). "
           "Rows `run [sampler]` score the same networks sampled otherwise (hubness prior, latent MCMC). "
           "Each FID column names its feature extractor: numbers from different extractors are never comparable. "
           "bits/dim use one convention (8-bit data, 256 bins; see genbench/metrics/likelihood.py). "
