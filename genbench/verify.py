@@ -222,18 +222,35 @@ def counts(rows: list[Row]) -> dict[str, int]:
     return {tier: sum(row.tier == tier for row in rows) for tier in (BIT, WITHIN, OUTSIDE, NO_INTERVAL)}
 
 
-def select_runs(runs: dict[str, str], names: list[str], sample: int | None, rotation: int
-                ) -> tuple[list[str], str]:
+STAGE_OVERHEAD_S = 10.0  # start-up of a job's three stages, added to its committed compute time
+
+
+def committed_cost_s(metrics: list[dict[str, Any]]) -> float:
+    """Seconds a run's committed seeds took to train, sample and score (from their metrics files)."""
+    total = 0.0
+    for m in metrics:
+        total += STAGE_OVERHEAD_S + float((m.get("train") or {}).get("train_time_s") or 0.0) + \
+            float(m.get("eval_time_s") or 0.0) + float((m.get("sample") or {}).get("seconds") or 0.0)
+    return total
+
+
+def select_runs(runs: dict[str, str], names: list[str], sample: int | None, rotation: int,
+                costs: dict[str, float] | None = None, max_seconds: float | None = None) -> tuple[list[str], str]:
     """The runs to verify and a sentence saying why. `runs`: {run: dataset} in params order; `names`:
-    the ones asked for (none: the 2-D toy runs, datasets `toy_*`); `sample` N: N of them, a window
-    that moves by N per commit (`rotation`: HEAD's commit count), so consecutive commits cover all."""
+    the ones asked for (none: the 2-D toy runs, datasets `toy_*`, and with `max_seconds` only those whose
+    committed seeds cost at most that in all, by `costs`); `sample` N: N of them, a window that moves by N
+    per commit (`rotation`: HEAD's commit count), so consecutive commits cover all."""
     unknown = [n for n in names if n not in runs]
     if unknown:
         raise GenbenchError(f"not in params.yaml `runs`: {', '.join(unknown)}; known runs: {', '.join(runs)}")
     chosen = list(dict.fromkeys(names)) if names else [r for r, d in runs.items() if d.startswith("toy_")]
     why = "the runs named" if names else "the 2-D toy runs (datasets toy_*) of the profile"
+    if max_seconds is not None and not names:
+        cheap = [r for r in chosen if (costs or {}).get(r, math.inf) <= max_seconds]
+        why += f", the {len(cheap)} of {len(chosen)} whose committed seeds took <= {max_seconds:.0f} s"
+        chosen = cheap
     if not chosen:
-        raise GenbenchError("no run to verify: the profile has no 2-D toy run; name the runs")
+        raise GenbenchError("no run to verify: the profile has no 2-D toy run within the limit; name the runs")
     if sample is not None:
         if sample < 1:
             raise GenbenchError(f"--sample: expected a positive count, got {sample}")
@@ -346,8 +363,14 @@ def main(args) -> int:
     try:
         _git(root, "clone", "--quiet", str(root), str(clone))
         params = load(clone / "params.yaml")  # HEAD's: what `dvc repro` in the clone reads
+        costs = {}
+        for name in params.runs:
+            files = [clone / metrics_path(r, seed) for r, seed in params.jobs() if r == name]
+            if files and all(f.is_file() for f in files):
+                costs[name] = committed_cost_s([_read_metrics(f) for f in files])
+        max_seconds = None if args.max_minutes is None else 60.0 * args.max_minutes
         runs, why = select_runs({name: spec.dataset for name, spec in params.runs.items()}, args.runs,
-                                args.sample, rotation)
+                                args.sample, rotation, costs, max_seconds)
         jobs = [(run, seed) for run in runs for run_, seed in params.jobs() if run_ == run]
         committed: dict[str, dict[int, dict[str, Any]]] = {}
         for run, seed in jobs:

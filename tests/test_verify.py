@@ -165,6 +165,19 @@ def test_select_runs_defaults_to_the_2d_toys_and_rotates_a_sample_with_the_commi
     assert select_runs(runs, [], 2, 1) == select_runs(runs, [], 2, 1)  # deterministic given the commit
     assert {r for p in picks for r in p} == set(toys)  # consecutive commits cover all of them
     assert select_runs(runs, [], 9, 3)[0] == toys
+    # CI's budget: only the runs whose committed seeds took <= the limit, a run with no cost never
+    costs = {"a": 50.0, "b": 500.0, "c": 120.0, "e": 121.0}
+    assert select_runs(runs, [], None, 0, costs, 120.0)[0] == ["a", "c"]
+    assert select_runs(runs, ["b"], None, 0, costs, 120.0)[0] == ["b"]  # named runs are not filtered
+    with pytest.raises(GenbenchError, match="within the limit"):
+        select_runs(runs, [], 1, 0, costs, 10.0)
+
+
+def test_committed_cost_sums_the_seeds_stages():
+    from genbench.verify import STAGE_OVERHEAD_S, committed_cost_s
+
+    seed = {"train": {"train_time_s": 100.0}, "eval_time_s": 5.0, "sample": {"seconds": 2.0}}
+    assert committed_cost_s([seed, seed, {"status": "diverged"}]) == 2 * 107.0 + 3 * STAGE_OVERHEAD_S
 
 
 # --------------------------------------------------------------------------------------------------
