@@ -204,8 +204,9 @@ def evaluate_job(params: Params, run: str, seed: int, tracker: Tracker) -> dict[
             else:
                 likelihood[kind] = likelihood_bpd(model, x, kind, params, seed, device)
     result = {**base, "scores": scores, "likelihood": likelihood, "variants": variants, "nll_table": nll_table,
-              "train": {k: outcome[k] for k in ("steps", "selected_step", "train_time_s", "train_images_per_s",
-                                                "parameters", "device", "ema")},
+              "train": {k: outcome.get(k) for k in ("steps", "max_steps", "generator_updates", "stopped_early",
+                                                    "patience", "selected_step", "train_time_s",
+                                                    "train_images_per_s", "parameters", "device", "ema")},
               "sample": {k: sample_record[k] for k in ("n", "images_per_s", "sampler", "sampling_seed")},
               "eval_time_s": time.perf_counter() - t0,
               "reference_split": params.eval.reference_split,
