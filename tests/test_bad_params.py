@@ -50,6 +50,9 @@ def new_dataset(name: str):
     return edit(**{f"data__datasets__{name}": {"val_size": 5000}})
 
 
+VAE_STEPS_LINE = TEXT.splitlines().index("      steps: 6000") + 1  # the first `steps:` of vae_mnist
+
+
 def text(old: str, new: str):
     """A variant of the committed text (its lines kept: duplicate keys), its first `old` replaced."""
     def build() -> bytes:
@@ -135,7 +138,8 @@ CASES = {
     "duplicate_top_level_key": (text("profile: cpu\n", "profile: cpu\nprofile: gpu\n"),
                                 "profile: duplicate key (lines 6 and 7)"),
     "duplicate_nested_key": (text("      steps: 6000\n", "      steps: 6000\n      steps: 60\n"),
-                             "runs.vae_mnist.train.steps: duplicate key (lines 69 and 70)"),
+                             f"runs.vae_mnist.train.steps: duplicate key (lines {VAE_STEPS_LINE} and "
+                             f"{VAE_STEPS_LINE + 1})"),
     "duplicate_flow_mapping_key": (text("    mnist: {val_size: 5000}", "    mnist: {val_size: 5000, val_size: 10}"),
                                    "data.datasets.mnist.val_size: duplicate key"),
     "duplicate_in_profile": (text("    classifier: {steps: 150}", "    classifier: {steps: 150}\n    classifier: {}"),
