@@ -137,7 +137,7 @@ def test_kills_at_ten_random_points_lose_no_log_row(workdir):
     the stats.jsonl of an uninterrupted run."""
     import random
 
-    job = _job(workdir, checkpoint_every=2, log_every=1)
+    job = _job(workdir, steps=30, checkpoint_every=2, log_every=1)  # 30 steps: >= 10 kills of 1-3 steps
     full = train(job, workdir / "full")
     work = workdir / "killed" / ".in_progress"
     rng = random.Random(0)
@@ -157,8 +157,7 @@ def test_kills_at_ten_random_points_lose_no_log_row(workdir):
             log.write_text(log.read_text() + '{"step": 99, "lo')
         else:  # killed inside an atomic write
             (work / ".checkpoint.pt.123.tmp").write_bytes(b"partial")
-    assert kills >= 10 or out["status"] == "completed"
-    assert kills >= 3
+    assert kills >= 10
     assert out == {**full, "train_time_s": out["train_time_s"], "train_images_per_s": out["train_images_per_s"]}
     assert _rows(workdir / "full" / "stats.jsonl") == _rows(workdir / "killed" / "stats.jsonl")
     a, b = _weights(workdir / "full"), _weights(workdir / "killed")
