@@ -296,14 +296,9 @@ def step_time_by_side(params, model_name: str, sides=(14, 28, 56), steps: int = 
 
 def iresnet_logdet_study(model=None, x_uint8: torch.Tensor | None = None, terms=(1, 2, 3, 5, 10, 20, 40),
                          seed: int = 0) -> list[dict]:
-    """How the i-ResNet log-det estimate depends on the number of series terms n, on the blocks of
-    `model` (default: a small random i-ResNet on 8x8 images pushed to its Lipschitz bound).
-
-    For each residual block and example the full Jacobian J of g is computed, so everything is exact:
-      truncation bias(n) = sum_{k<=n} (-1)^(k+1) tr(J^k) / k  -  log det(I + J)   (summed over blocks)
-      Hutchinson std(n)  = sqrt(sum over blocks of 2 ||sym(A_n)||_F^2),  A_n = sum_k (-1)^(k+1) J^k / k
-    (the variance of v^T A v for one Gaussian probe v per block). Averaged over the examples."""
-    from genbench.models.flows import FlowContext, InvertibleResidualBlock, SpectralNormConv
+    """`IResNet.logdet_truncation_study` on `model` (default: a small random i-ResNet on 8x8 images pushed
+    to its Lipschitz bound) and `x_uint8` (default: 4 random images)."""
+    from genbench.models.flows import SpectralNormConv
 
     if model is None:
         torch.manual_seed(seed)
@@ -314,38 +309,10 @@ def iresnet_logdet_study(model=None, x_uint8: torch.Tensor | None = None, terms=
                 if isinstance(m, SpectralNormConv):
                     m.conv.weight.mul_(10)  # push every layer to its Lipschitz bound
                     m.power_iterate(50)
-    model = model.double().eval()
     g = torch.Generator().manual_seed(seed)
     if x_uint8 is None:
         x_uint8 = torch.randint(0, 256, (4, *model.data_shape), generator=g, dtype=torch.uint8)
-    inputs: list[tuple[InvertibleResidualBlock, torch.Tensor]] = []
-    hooks = [m.register_forward_hook(lambda mod, args, out: inputs.append((mod, args[0].detach())))
-             for m in model.modules() if isinstance(m, InvertibleResidualBlock)]
-    with torch.no_grad():
-        model.network.log_prob(model.model_input(x_uint8, g).double(), FlowContext(g, series_terms=1))
-    for h in hooks:
-        h.remove()
-    n_max = max(terms)
-    bias = {n: torch.zeros(len(x_uint8), dtype=torch.float64) for n in terms}
-    var = {n: torch.zeros(len(x_uint8), dtype=torch.float64) for n in terms}
-    exact_total = torch.zeros(len(x_uint8), dtype=torch.float64)
-    for block, h in inputs:
-        for i, hi in enumerate(h):
-            jac = torch.autograd.functional.jacobian(lambda v: block.g(v.unsqueeze(0)).flatten(), hi)
-            jac = jac.reshape(jac.shape[0], -1)
-            exact = torch.linalg.slogdet(torch.eye(len(jac), dtype=jac.dtype) + jac)[1]
-            exact_total[i] += exact
-            power, series = torch.eye(len(jac), dtype=jac.dtype), torch.zeros_like(jac)
-            for k in range(1, n_max + 1):
-                power = power @ jac
-                series = series + (-1) ** (k + 1) / k * power
-                if k in bias:
-                    bias[k][i] += torch.trace(series) - exact
-                    var[k][i] += 2 * ((series + series.T) / 2).pow(2).sum()
-    return [{"terms": n, "truncation_bias": float(bias[n].mean()), "abs_truncation_bias": float(bias[n].abs().mean()),
-             "hutchinson_std_one_probe": float(var[n].sqrt().mean()), "exact_logdet_mean": float(exact_total.mean()),
-             "blocks": len({id(b) for b, _ in inputs}), "examples": len(x_uint8),
-             "dims_per_block": int(inputs[0][1][0].numel())} for n in terms]
+    return model.logdet_truncation_study(x_uint8, tuple(terms), g)
 
 
 # ==================================================================================================

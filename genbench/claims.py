@@ -195,8 +195,45 @@ def claims(params) -> list[Claim]:
             add(f"replay-buffer samples have lower KID[{e}] than fresh Langevin chains ({run})",
                 "Du & Mordatch 2019 (IGEBM), sec. 3.3", sample_figure(params, run, e, "kid_mean", f"{run} [buffer]", "buffer"),
                 sample_figure(params, run, e, "kid_mean", f"{run} plain"), (run,), needs_seeds=False)
+    for run in _runs_of(params, "tarflow"):  # the same draws with and without the denoising step
+        for e in _extractors(params):
+            add(f"TARFLOW's denoising step improves KID[{e}] ({run})", "Zhai et al. 2024 (TARFLOW), sec. 2.5 and Table 5",
+                sample_figure(params, run, e, "kid_mean", f"{run} denoised"),
+                sample_figure(params, run, e, "kid_mean", f"{run} [no-denoise]", "no-denoise"), (run,), needs_seeds=False)
+    for run in _runs_of(params, "ogan"):
+        add(f"O-GAN's discriminator is an encoder: G(E(x)) is closer to x than G(z) for a random z "
+            f"({params.runs[run].dataset}, MSE)", "Su 2019 (O-GAN), sec. 3-4 (reconstructions, Fig. 3)",
+            study_figure(params, run, "encoder", "reconstruction_mse", f"{run} G(E(x))"),
+            study_figure(params, run, "encoder", "random_code_mse", f"{run} G(z), random z"), (run,), needs_seeds=False)
+    for run in _runs_of(params, "iresnet"):
+        ms = _metrics(params, run)
+        study = ms[0].get("studies", {}).get("logdet_truncation") if ms else None
+        if study:
+            n_train, n_eval = study["series_terms_train"], study["series_terms_eval"]
+            add(f"i-ResNet's log-det truncation bias falls as series terms grow: |bias| at {n_eval} terms < at "
+                f"{n_train} ({params.runs[run].dataset})", "Behrmann et al. 2019 (i-ResNet), sec. 3.2, Theorem 3",
+                logdet_figure(params, run, n_eval), logdet_figure(params, run, n_train), (run,), needs_seeds=False)
     out += diffusion_claims(params)
     return out
+
+
+def study_figure(params, run: str, study: str, key: str, label: str) -> Figure | None:
+    """A mean with its standard error over test examples from a metrics file's `studies` (per seed)."""
+    found = [m["studies"][study] for m in _metrics(params, run) if study in m.get("studies", {})]
+    if not found:
+        return None
+    return _combine(label, [(f[key]["mean"], f[key]["stderr"]) for f in found], "test-set", found[0]["n"],
+                    "test split")
+
+
+def logdet_figure(params, run: str, terms: int) -> Figure | None:
+    """The mean |truncation bias| of i-ResNet's log-det at `terms` series terms, over the study's examples."""
+    rows = [r for m in _metrics(params, run) for r in m.get("studies", {}).get("logdet_truncation", {}).get("rows", [])
+            if r["terms"] == terms]
+    if not rows:
+        return None
+    return _combine(f"{terms} terms", [(r["abs_truncation_bias"], r["abs_truncation_bias_stderr"]) for r in rows],
+                    "test-set", rows[0]["examples"], "test split")
 
 
 def diffusion_claims(params) -> list[Claim]:

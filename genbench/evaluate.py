@@ -119,6 +119,52 @@ def likelihood_points(model, x: torch.Tensor, kind: str, toy: str, params: Param
     return out
 
 
+# studies of one model family's own claims, on the reference split ----------------------------------
+ENCODER_N = 1000          # test examples for the encoder study (O-GAN)
+LOGDET_STUDY_N = {"points": 64, "image": 8}  # test examples for the i-ResNet log-det study (full Jacobians)
+
+
+@torch.no_grad()
+def encoder_scores(model, x: torch.Tensor, generator: torch.Generator) -> dict[str, Any]:
+    """Is the discriminator's code E(x) a code of x (O-GAN, Su 2019, sec. 3)? Per test example, the mean
+    squared error of G(E(x)) against x and, as the baseline that a code without information about x
+    reaches, of G(z) for an independent prior draw z (model space: [-1, 1] pixels or raw coordinates);
+    and the Pearson correlation across latent dimensions of z and E(G(z)), which the objective
+    maximises (eq. 8). Means with their standard errors over the examples."""
+    real = model.to_model_space(x)
+
+    def squared_error(generated: torch.Tensor) -> torch.Tensor:
+        return (model.to_model_space(generated) - real).pow(2).flatten(1).mean(1).double().cpu()
+
+    random_code = squared_error(model.generate(model.latents(len(x), generator)))
+    z = model.latents(len(x), generator)
+    code = model.encode(model.generate(z))
+    correlation = torch.nn.functional.cosine_similarity(z - z.mean(1, keepdim=True), code - code.mean(1, keepdim=True))
+    out: dict[str, Any] = {"n": len(x)}
+    for key, values in (("reconstruction_mse", squared_error(model.reconstruct(x))),
+                        ("random_code_mse", random_code), ("latent_correlation", correlation.double().cpu())):
+        mean, stderr = _mean_stderr(values)
+        out[key] = {"mean": mean, "stderr": stderr}
+    return out
+
+
+def model_studies(model, x: torch.Tensor, kind: str, params: Params, seed: int, device) -> dict[str, Any]:
+    """The family-specific figures some claims need: O-GAN's encoder, i-ResNet's log-det truncation
+    bias at the training and evaluation series lengths (and a few more)."""
+    generator = torch.Generator(device=device).manual_seed(params.eval.seed + seed + 43)
+    out: dict[str, Any] = {}
+    if hasattr(model, "reconstruct"):
+        out["encoder"] = encoder_scores(model, x[:ENCODER_N].to(device), generator)
+    if hasattr(model, "logdet_truncation_study"):
+        c = model.config
+        terms = tuple(sorted({1, 2, 5, 10, c.series_terms_train, c.series_terms_eval}))
+        out["logdet_truncation"] = {"rows": model.logdet_truncation_study(x[:LOGDET_STUDY_N[kind]].to(device), terms,
+                                                                          generator),
+                                    "series_terms_train": c.series_terms_train,
+                                    "series_terms_eval": c.series_terms_eval}
+    return out
+
+
 def scoring_extractors(params: Params, seed: int, variant: bool = False) -> list[str]:
     """Every extractor for the first seeds; `eval.repeat_extractors` (when set) for the repeat seeds; of
     those, only `eval.variant_extractors` (when set) for a variant sample set."""
@@ -194,9 +240,10 @@ def evaluate_job(params: Params, run: str, seed: int, tracker: Tracker) -> dict[
                 for name, details in sample_record.get("variants", {}).items()}
     model, meta = load_trained(run_dir(run, seed), device)
     likelihood, nll_table = {}, {}
+    x_ref, _ = load_split(prepared_dir(params.data.root, spec.dataset), params.eval.reference_split)
+    studies = model_studies(model, x_ref, info.kind, params, seed, device)
     if model.likelihood_kinds:
-        x, _ = load_split(prepared_dir(params.data.root, spec.dataset), params.eval.reference_split)
-        x = x[: likelihood_examples(params, run)]
+        x = x_ref[: likelihood_examples(params, run)]
         nll_table = likelihood_table(model, x, params, seed, device)
         for kind in model.likelihood_kinds:
             if info.kind == "points":
@@ -204,6 +251,7 @@ def evaluate_job(params: Params, run: str, seed: int, tracker: Tracker) -> dict[
             else:
                 likelihood[kind] = likelihood_bpd(model, x, kind, params, seed, device)
     result = {**base, "scores": scores, "likelihood": likelihood, "variants": variants, "nll_table": nll_table,
+              "studies": studies,
               "train": {k: outcome.get(k) for k in ("steps", "max_steps", "generator_updates", "stopped_early",
                                                     "patience", "selected_step", "train_time_s",
                                                     "train_images_per_s", "parameters", "device", "ema")},
@@ -217,6 +265,7 @@ def evaluate_job(params: Params, run: str, seed: int, tracker: Tracker) -> dict[
                  for k, v in s.items() if isinstance(v, (int, float))})
     flat.update({f"bpd.{k}": v["bits_per_dim"] for k, v in likelihood.items() if "bits_per_dim" in v})
     flat.update({f"nll_nats.{k}": v["nll_nats"] for k, v in likelihood.items() if "nll_nats" in v})
+    flat.update({f"encoder.{k}": v["mean"] for k, v in studies.get("encoder", {}).items() if isinstance(v, dict)})
     tracker.log_metrics(flat)
     tracker.set_tags({"protocol": {e: s["protocol"] for e, s in scores.items() if "protocol" in s}})
     tracker.log_artifact(metrics_path(run, seed))

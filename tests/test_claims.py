@@ -75,3 +75,26 @@ def test_table_from_metrics_files_uses_the_seeds_std_and_refuses_a_kid_std_of_th
     metrics("wgan_gp_mnist", 0, 20.0, 1000)
     _, rows = claims_table(params)
     assert rows[0]["verdict"] == f"inconclusive: 1 seed(s), needs >= {MIN_SEEDS}" and rows[0]["better"].endswith(": 10")
+
+
+def test_study_claims_read_the_encoder_and_logdet_studies_of_the_metrics_files(tmp_path, monkeypatch):
+    """O-GAN's encoder (reconstruction against a random code) and i-ResNet's truncation bias (evaluation
+    against training series length) become rows with the examples' standard errors."""
+    monkeypatch.chdir(tmp_path)
+    write_json(tmp_path / "metrics" / "ogan_ring8-s0.json", {"status": "completed", "scores": {}, "studies": {
+        "encoder": {"n": 1000, "reconstruction_mse": {"mean": 0.10, "stderr": 0.01},
+                    "random_code_mse": {"mean": 4.0, "stderr": 0.1}, "latent_correlation": {"mean": 0.9, "stderr": 0.01}}}})
+    rows = [{"terms": n, "abs_truncation_bias": b, "abs_truncation_bias_stderr": 0.01, "examples": 64}
+            for n, b in ((5, 0.30), (20, 0.31))]
+    write_json(tmp_path / "metrics" / "iresnet_ring8-s0.json", {"status": "completed", "scores": {}, "studies": {
+        "logdet_truncation": {"rows": rows, "series_terms_train": 5, "series_terms_eval": 20}}})
+    run = lambda model: SimpleNamespace(model=model, dataset="toy_ring8")  # noqa: E731
+    params = SimpleNamespace(runs={"ogan_ring8": run("ogan"), "iresnet_ring8": run("iresnet")}, seeds=[0],
+                             repeat=SimpleNamespace(seeds=[], runs=[]), eval=SimpleNamespace(extractors={}))
+    _, table = claims_table(params)
+    by_run = {r["claim"].split("(")[0].split(":")[0]: r for r in table}
+    encoder = by_run["O-GAN's discriminator is an encoder"]
+    assert encoder["verdict"] == "holds" and encoder["n"] == "1000 / 1000"
+    assert encoder["standard_errors_apart"] == pytest.approx(3.9 / math.hypot(0.01, 0.1), abs=0.01)
+    logdet = by_run["i-ResNet's log-det truncation bias falls as series terms grow"]
+    assert logdet["verdict"] == "inconclusive at this n"  # 0.31 against 0.30: inside the noise, not "does not hold"

@@ -211,6 +211,22 @@ def test_tarflow_block_is_autoregressive_in_its_order():
         assert dependence[order[-1], order[0]] > 0
 
 
+def test_tarflow_denoising_is_one_tweedie_step_and_the_no_denoise_row_draws_the_same_points():
+    """At initialisation every block is the identity (zero-initialised outputs), so the model density is
+    N(0, I) and Tweedie's step y + sigma^2 grad log p(y) is exactly (1 - sigma^2) y: the main sampler's
+    points are that multiple of the no-denoise variant's, drawn with the same seed."""
+    sigma = 0.3
+    model = build_model("tarflow", {"blocks": 2, "width": 16, "layers_per_block": 1, "heads": 2, "noise_std": sigma},
+                        (2,))
+    variant = model.sample_variants(None)["no-denoise"]
+    denoised = model.sample(500, torch.Generator().manual_seed(3))
+    raw, _ = variant.draw(500, torch.Generator().manual_seed(3))
+    torch.testing.assert_close(denoised, (1 - sigma**2) * raw)
+    assert raw.std() > 0.5 and variant.info == {"denoise": False}
+    assert build_model("tarflow", {"blocks": 2, "width": 16, "layers_per_block": 1, "heads": 2, "noise_std": 0.0},
+                       (2,)).sample_variants(None) == {}  # nothing to denoise, no row
+
+
 def test_points_flows_sample_float_points():
     model = random_flow("glow", POINTS, torch.float32)
     s = model.sample(7, torch.Generator().manual_seed(0))

@@ -234,3 +234,21 @@ def test_sampler_details_are_averaged_over_batches_by_size():
     x, _, info = draw(lambda m, g: (torch.zeros(m, 2), {"acceptance_rate": next(rates), "k": 5}), 250, params, 0, "t")
     assert len(x) == 250 and info["k"] == 5
     assert info["acceptance_rate"] == pytest.approx((100 * 0.1 + 100 * 0.2 + 50 * 0.4) / 250)
+
+
+def test_encoder_scores_match_their_closed_form_on_a_perfect_encoder():
+    """A model whose code is x itself (G = E = identity, z ~ N(0, I) in 4-D, data x ~ N(0, 4 I)):
+    G(E(x)) = x has error 0, a random code has E||x - z||^2 / d = 4 + 1, and rho(z, E(G(z))) = 1."""
+    from types import SimpleNamespace
+
+    from genbench.evaluate import encoder_scores
+
+    identity = lambda v: v  # noqa: E731
+    model = SimpleNamespace(to_model_space=identity, generate=identity, encode=identity, reconstruct=identity,
+                            latents=lambda n, g: torch.randn((n, 4), generator=g, dtype=torch.float64))
+    x = 2 * torch.randn((20000, 4), generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    scores = encoder_scores(model, x, torch.Generator().manual_seed(2))
+    assert scores["n"] == 20000 and scores["reconstruction_mse"]["mean"] == 0
+    random_code = scores["random_code_mse"]
+    assert abs(random_code["mean"] - 5.0) < 4 * random_code["stderr"] and 0 < random_code["stderr"] < 0.1
+    assert scores["latent_correlation"]["mean"] == pytest.approx(1.0)

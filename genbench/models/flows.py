@@ -17,9 +17,10 @@ used on images only.
 """
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -27,7 +28,7 @@ from torch import nn
 
 from genbench import GenbenchError
 from genbench.metrics.likelihood import LOG_NUM_BINS, dequantize
-from genbench.models import GenerativeModel, Optimization, register_model
+from genbench.models import GenerativeModel, Optimization, SamplerVariant, register_model
 
 Shape = tuple[int, ...]
 Preprocess = Literal["none", "shift", "signed", "logit"]
@@ -890,6 +891,59 @@ class IResNet(Flow):
         ctx = FlowContext(generator, series_terms=self.config.series_terms_train, hutchinson_samples=1)
         return -self.log_likelihood_of_input(self.model_input(x, generator), ctx)
 
+    @torch.no_grad()
+    def logdet_truncation_study(self, x: torch.Tensor, terms: tuple[int, ...], generator: torch.Generator
+                                ) -> list[dict[str, Any]]:
+        """How truncating the log-det power series at n terms biases the estimate, on the examples x
+        (Behrmann et al. 2019, sec. 3.2: Theorem 3 bounds the error by -d (ln(1 - Lip g) + sum_{k<=n} Lip(g)^k / k),
+        which falls with n). Exact, in float64 on a copy of the model: each block's full Jacobian J of g at
+        its input gives
+          truncation bias(n) = sum_{k<=n} (-1)^(k+1) tr(J^k) / k - log det(I + J)     (summed over blocks)
+          Hutchinson std(n)  = sqrt(sum over blocks of 2 ||sym(A_n)||_F^2),  A_n = sum_{k<=n} (-1)^(k+1) J^k / k
+        (the spread of v^T A_n v for one Gaussian probe v per block). Per n: the mean and standard error
+        over the examples of the bias and of its absolute value."""
+        model = copy.deepcopy(self).double().eval()
+        inputs: list[tuple[InvertibleResidualBlock, torch.Tensor]] = []
+        hooks = [m.register_forward_hook(lambda mod, args, out: inputs.append((mod, args[0].detach())))
+                 for m in model.modules() if isinstance(m, InvertibleResidualBlock)]
+        try:
+            model.network.log_prob(model.model_input(x, generator).double(), FlowContext(generator, series_terms=1))
+        finally:
+            for h in hooks:
+                h.remove()
+        n_max, count = max(terms), len(x)
+        bias = {n: torch.zeros(count, dtype=torch.float64) for n in terms}
+        var = {n: torch.zeros(count, dtype=torch.float64) for n in terms}
+        exact_total = torch.zeros(count, dtype=torch.float64)
+        for block, h in inputs:
+            for i, hi in enumerate(h):
+                with torch.enable_grad():
+                    jac = torch.autograd.functional.jacobian(lambda v: block.g(v.unsqueeze(0)).flatten(), hi,
+                                                             vectorize=True)
+                jac = jac.reshape(jac.shape[0], -1).cpu()
+                exact = torch.linalg.slogdet(torch.eye(len(jac), dtype=jac.dtype) + jac)[1]
+                exact_total[i] += exact
+                power, series = torch.eye(len(jac), dtype=jac.dtype), torch.zeros_like(jac)
+                for k in range(1, n_max + 1):
+                    power = power @ jac
+                    series = series + (-1) ** (k + 1) / k * power
+                    if k in bias:
+                        bias[k][i] += torch.trace(series) - exact
+                        var[k][i] += 2 * ((series + series.T) / 2).pow(2).sum()
+
+        def mean_stderr(v: torch.Tensor) -> tuple[float, float]:
+            return float(v.mean()), float(v.std() / math.sqrt(len(v))) if len(v) > 1 else float("nan")
+
+        rows = []
+        for n in terms:
+            (b, b_se), (a, a_se) = mean_stderr(bias[n]), mean_stderr(bias[n].abs())
+            rows.append({"terms": n, "truncation_bias": b, "truncation_bias_stderr": b_se,
+                         "abs_truncation_bias": a, "abs_truncation_bias_stderr": a_se,
+                         "hutchinson_std_one_probe": float(var[n].sqrt().mean()),
+                         "exact_logdet_mean": float(exact_total.mean()), "examples": count,
+                         "blocks": len({id(b) for b, _ in inputs}), "dims_per_block": int(inputs[0][1][0].numel())})
+        return rows
+
 
 @dataclass
 class TARFlowConfig:
@@ -933,9 +987,21 @@ class TARFlow(Flow):
 
     @torch.no_grad()
     def sample_at_temperature(self, n, generator, temperature):
+        return self.draw(n, generator, temperature, denoise=self.config.denoise)
+
+    def sample_variants(self, hubness) -> dict[str, SamplerVariant]:
+        """Sec. 2.5's claim as a row of its own: the same draws (same sampling seed) without the
+        denoising step, when the main sampler denoises."""
+        if not (self.config.denoise and self.config.noise_std > 0):
+            return {}
+        return {"no-denoise": SamplerVariant(
+            lambda n, g: (self.draw(n, g, self.config.temperature, denoise=False), {}), info={"denoise": False})}
+
+    @torch.no_grad()
+    def draw(self, n, generator, temperature, denoise: bool):
         ctx = self.context(generator)
         y = self.network.sample(n, generator, temperature, ctx, device=self.device)
-        if self.config.denoise and self.config.noise_std > 0:
+        if denoise and self.config.noise_std > 0:
             with torch.enable_grad():
                 y = y.detach().requires_grad_(True)
                 score = torch.autograd.grad(self.network.log_prob(y, ctx).sum(), y)[0]
