@@ -171,6 +171,7 @@ def _job_stage(stage: str):
                 from genbench.train import train
 
                 result = train(job, run_dir(args.run, args.seed), tracker=tracker)
+                tracker.log_history(run_dir(args.run, args.seed) / "stats.jsonl")
                 tracker.set_tags({"outcome": result["status"]})
                 if result["status"] == "diverged":
                     print(f"genbench: {job.name} {result['message']}", file=sys.stderr)

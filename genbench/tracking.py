@@ -88,6 +88,18 @@ class Tracker:
                                    if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool)]
         self._save()
 
+    def log_history(self, log: Path) -> None:
+        """Log the values of a job's whole log (stats.jsonl) that this run has not logged itself: the
+        run of a resumed training then holds the history an uninterrupted run holds, rows of the killed
+        invocations included (their own runs, sent as FAILED, keep their part too)."""
+        if self.folder is None or not log.is_file():
+            return
+        rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+        logged = {(key, step) for key, _, _, step in self.record["metrics"]}
+        self.log_rows([{"step": row.get("step", 0), **{k: v for k, v in row.items()
+                                                        if k != "step" and (k, int(row.get("step", 0))) not in logged}}
+                       for row in rows])
+
     def set_tags(self, tags: dict[str, Any]) -> None:
         if self.folder is None or not tags:
             return

@@ -133,18 +133,29 @@ def _rows(path):
 
 def test_kills_at_ten_random_points_lose_no_log_row(workdir):
     """A run killed at 10 random steps, with the damage a kill can leave (the checkpoint replaced but its
-    rows not yet appended, a torn last line, an atomic write's temporary file), ends with the weights and
-    the stats.jsonl of an uninterrupted run."""
+    rows not yet appended, a torn last line, an atomic write's temporary file), ends with the weights, the
+    stats.jsonl and, in the run the last invocation records for MLflow, the metric history of an
+    uninterrupted run."""
     import random
 
+    from genbench.tracking import Tracker
+
+    def tracker(name):  # the run record a stage's tracker keeps (and later sends to MLflow)
+        (workdir / "trackers" / name).mkdir(parents=True)
+        return Tracker(workdir / "trackers" / name, {"metrics": [], "tags": {}, "artifacts": []})
+
     job = _job(workdir, steps=30, checkpoint_every=2, log_every=1)  # 30 steps: >= 10 kills of 1-3 steps
-    full = train(job, workdir / "full")
+    full_run = tracker("full")
+    full = train(job, workdir / "full", tracker=full_run)
+    full_run.log_history(workdir / "full" / "stats.jsonl")  # as the train stage does (genbench.cli)
     work = workdir / "killed" / ".in_progress"
     rng = random.Random(0)
     kills = 0
     while True:
-        out = train(job, workdir / "killed", stop_after=rng.randint(1, 3))
-        if out["status"] != "interrupted":
+        last_run = tracker(f"killed-{kills}")
+        out = train(job, workdir / "killed", tracker=last_run, stop_after=rng.randint(1, 3))
+        if out["status"] != "interrupted":  # (a killed invocation never gets this far)
+            last_run.log_history(workdir / "killed" / "stats.jsonl")
             break
         kills += 1
         log = work / "stats.jsonl"
@@ -160,6 +171,10 @@ def test_kills_at_ten_random_points_lose_no_log_row(workdir):
     assert kills >= 10
     assert out == {**full, "train_time_s": out["train_time_s"], "train_images_per_s": out["train_images_per_s"]}
     assert _rows(workdir / "full" / "stats.jsonl") == _rows(workdir / "killed" / "stats.jsonl")
+
+    def history(run):  # MLflow's metric history: (key, step) -> value, timing columns aside
+        return {(k, step): v for k, v, _, step in run.record["metrics"] if k != "images_per_s"}
+    assert history(last_run) == history(full_run) and len(history(full_run)) >= 30
     a, b = _weights(workdir / "full"), _weights(workdir / "killed")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not work.exists() and not list((workdir / "killed").glob(".*.tmp"))
