@@ -58,8 +58,10 @@ class Claim:
 
 def verdict(c: Claim) -> tuple[str, float | None]:
     """(verdict, distance in standard errors) of a claim, by the rule of the module docstring."""
-    if c.better.n != c.worse.n or c.better.reference != c.worse.reference:
+    if c.better.n != c.worse.n:
         return f"not comparable: n {c.better.n} vs {c.worse.n}", None
+    if c.better.reference != c.worse.reference:
+        return f"not comparable: reference {c.better.reference} vs {c.worse.reference}", None
     d = (c.worse.value - c.better.value) * (1 if c.lower_is_better else -1)
     errors = [f.stderr for f in (c.better, c.worse)]
     s = math.sqrt(sum(e * e for e in errors)) if all(e is not None for e in errors) else None
