@@ -248,6 +248,47 @@ def measure(params, run: str, repeats: int, warmup_s: float, segment_s: float, s
     }
 
 
+def objective_step_times(params, models: list[str], warmup_s: float, segment_s: float, repeats: int) -> list[dict]:
+    """Training-step time of every objective of the accuracy family on one dataset's network (the first
+    image dataset with a cross-entropy run): the same network and batch, so the difference is the loss
+    (EXACT's orthant probability, the argmax-of-noise quadratures), and the multi-label losses."""
+    runs = {name: run for name, run in params.runs.items() if run.model in models}
+    if not runs:
+        return []
+    image_sets = [r.dataset for r in runs.values() if r.model_config.get("objective", "cross-entropy") == "cross-entropy"
+                  and r.model_config.get("network") == "cnn"]
+    dataset = image_sets[0] if image_sets else next(iter(runs.values())).dataset
+    out, base = [], None
+    for name, spec in runs.items():
+        if spec.dataset != dataset:
+            continue
+        job = Job.from_params(params, name, params.seeds[0])
+        seed_everything(job.seed, job.harness)
+        x, y = load_split(prepared_dir(params.data.root, dataset), "train")
+        model = build_model(spec.model, spec.model_config, tuple(x.shape[1:]))
+        x, y = model.task_data(x[:4096], y[:4096], "train")
+        opt = Optimization(model.configure_optimizers(spec.train.lr, 0.0), None, spec.train.grad_clip)
+        g, bs = torch.Generator().manual_seed(0), spec.train.batch_size
+        batches = [(x[i * bs:(i + 1) * bs], y[i * bs:(i + 1) * bs]) for i in range(len(x) // bs)]
+        counter = iter(range(10**12))
+
+        def step():
+            k = next(counter)
+            model.training_step(batches[k % len(batches)], k, opt, g)
+
+        n = segment_steps(warm_up(step, warmup_s), segment_s)
+        seconds = [time_segment(step, n) for _ in range(repeats)]
+        row = {"run": name, "objective": spec.model_config.get("objective", spec.model_config.get("loss", "")),
+               "dataset": dataset, "batch_size": bs, "ms_per_step": {k: 1e3 * v for k, v in spread(seconds).items()},
+               "images_per_s": bs / statistics.median(seconds)}
+        if row["objective"] == "cross-entropy":
+            base = statistics.median(seconds)
+        out.append(row)
+    for row in out:
+        row["vs_cross_entropy"] = row["ms_per_step"]["median"] / (1e3 * base) if base else float("nan")
+    return out
+
+
 def gan_update_rates(job: Job, train_x: torch.Tensor, steps: int) -> dict:
     """GANs: real images per second of a discriminator update and of a generator update, each alone."""
     spec = job.spec
@@ -578,7 +619,8 @@ def main(args) -> int:
                                 f"use --models {' '.join(PEERS)}")
         versions = require_peers(peer_models)
     rows = []
-    for model in wanted:
+    supervised = [m for m in wanted if hasattr(MODELS[m].cls, "task_data")] if set(wanted) <= set(MODELS) else []
+    for model in [m for m in wanted if m not in supervised]:
         runs = [name for name, run in params.runs.items() if run.model == model]
         if not runs:
             print(f"bench: no run of model {model!r} in {args.params}; skipped")
@@ -600,6 +642,12 @@ def main(args) -> int:
         for r in iterative:
             print(f"{r['model']:<10} {r['sampling_network_evaluations']:>18} {r['network_evaluations_per_s']:>20.0f} "
                   f"{r['sample_images_per_s']:>13.1f}")
+    if supervised and any(run.model in supervised for run in params.runs.values()):
+        result["objectives"] = objective_step_times(params, supervised, warmup_s, segment_s, repeats)
+        print(f"\n{'objective (run)':<34} {'ms/step':>20} {'img/s':>8} {'x cross-entropy':>16}")
+        for r in result["objectives"]:
+            print(f"{r['objective'] + ' (' + r['run'] + ')':<34} {fmt(r['ms_per_step'], 1, 2):>20} "
+                  f"{r['images_per_s']:>8.0f} {r['vs_cross_entropy']:>16.2f}")
     peer_rows = []
     for model in versions:
         if not any(run.model == model for run in params.runs.values()):

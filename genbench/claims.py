@@ -216,7 +216,36 @@ def claims(params) -> list[Claim]:
                 f"{n_train} ({params.runs[run].dataset})", "Behrmann et al. 2019 (i-ResNet), sec. 3.2, Theorem 3",
                 logdet_figure(params, run, n_eval), logdet_figure(params, run, n_train), (run,), needs_seeds=False)
     out += diffusion_claims(params)
+    out += accuracy_claims(params)
     return out
+
+
+def accuracy_claims(params) -> list[Claim]:
+    """EXACT against cross-entropy in test accuracy, per dataset (mean over seeds, training noise)."""
+    by_objective: dict[tuple[str, str], str] = {}
+    for run, spec in params.runs.items():
+        if spec.model == "classify":
+            by_objective[(spec.dataset, spec.model_config.get("objective", "cross-entropy"))] = run
+    out = []
+    for (dataset, objective), exact in by_objective.items():
+        ce = by_objective.get((dataset, "cross-entropy"))
+        if objective != "exact" or ce is None:
+            continue
+        better, worse = accuracy_figure(params, exact), accuracy_figure(params, ce)
+        if better is not None and worse is not None:
+            out.append(Claim(f"EXACT >= cross-entropy in test accuracy ({dataset})",
+                             "Karpukhin et al. 2022 (EXACT), Table 2: MNIST 99.67 vs 99.64 (SGD), CIFAR-10 96.73 vs "
+                             "96.23 (ASAM)", better, worse, lower_is_better=False, runs=(exact, ce)))
+    return out
+
+
+def accuracy_figure(params, run: str) -> Figure | None:
+    """Test accuracy (%) of a supervised run: mean over its seeds; one seed: its binomial stderr."""
+    ms = [m for m in _metrics(params, run) if "test" in m]
+    if not ms:
+        return None
+    values = [(100 * m["test"]["accuracy"], 100 * m["test"]["accuracy_stderr"]) for m in ms]
+    return _combine(f"{run} accuracy %", values, "test-set", ms[0]["test"]["n"], "test")
 
 
 def study_figure(params, run: str, study: str, key: str, label: str) -> Figure | None:

@@ -154,30 +154,45 @@ def _job_stage(stage: str):
         from genbench.tracking import stage_run
         from genbench.train import Job
 
+        from genbench.resolve import is_supervised
+
         params = _params(args)
         job = Job.from_params(params, args.run, args.seed)
+        if (stage == "score") != is_supervised(params, args.run) and stage != "train":
+            raise GenbenchError(f"run {args.run!r} is {'a supervised' if is_supervised(params, args.run) else 'a generative'}"
+                                f" run: it has {'a score stage' if is_supervised(params, args.run) else 'sample and evaluate stages'},"
+                                f" not {stage}")
         if _dry(args, {"job": job.name, **job.config_dict(), "harness": asdict(params.harness),
                        "eval": asdict(params.eval)}):
             return 0
         tags = {"run": args.run, "seed": args.seed, "model": job.spec.model, "dataset": job.spec.dataset,
                 "profile": params.profile}
         if stage == "train":  # a checkpoint made by other code is never resumed
-            from genbench.resolve import STAGE_ENTRIES, code_hashes, family_module
+            from genbench.resolve import train_code
 
-            job.code = code_hashes(*STAGE_ENTRIES["train"], family_module(params, args.run))
+            job.code = train_code(params, args.run)
         logged = {k: v for k, v in job.config_dict().items() if k != "code"}
         with stage_run(stage, job_name(args.run, args.seed), params=logged, tags=tags) as tracker:
             if stage == "train":
-                from genbench.train import train
+                if is_supervised(params, args.run):  # one training per learning-rate trial
+                    from genbench.score import train_trials
 
-                result = train(job, run_dir(args.run, args.seed), tracker=tracker)
-                tracker.log_history(run_dir(args.run, args.seed) / "stats.jsonl")
+                    result = train_trials(job, run_dir(args.run, args.seed), tracker)
+                else:
+                    from genbench.train import train
+
+                    result = train(job, run_dir(args.run, args.seed), tracker=tracker)
+                    tracker.log_history(run_dir(args.run, args.seed) / "stats.jsonl")
                 tracker.set_tags({"outcome": result["status"]})
                 if result["status"] == "diverged":
                     print(f"genbench: {job.name} {result['message']}", file=sys.stderr)
                     if params.harness.on_divergence == "fail":
                         tracker.failed = True
                         return 3
+            elif stage == "score":
+                from genbench.score import score_job
+
+                result = score_job(params, args.run, args.seed, tracker)
             elif stage == "sample":
                 from genbench.sample import sample_job
 
@@ -288,6 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("train", _job_stage("train"), "train (or resume) one (run, seed) job", job)
     add("sample", _job_stage("sample"), "draw samples from a trained job", job)
     add("evaluate", _job_stage("evaluate"), "FID/KID/precision/recall and bits/dim of a job", job)
+    add("score", _job_stage("score"), "a supervised job's test accuracy, cross-entropy and calibration "
+        "(multi-label: F1) at the learning rate chosen on validation", job)
     add("report", cmd_report, "build reports/ from metrics/*.json (then send the stages' runs to MLflow)")
     add("track", cmd_track, "send the stage runs recorded under mlruns/pending/ to the MLflow store")
     bench = add("bench", cmd_bench, "throughput of every registered model and the harness overhead")
@@ -366,7 +383,8 @@ def _record_stage_time(args, started_age_s: float, work_s: float | None, status:
         pass  # a read-only working directory: the timing is lost, the stage is not
 
 
-TIMED_STAGES = ("resolve", "prepare", "weights", "classifier", "refstats", "train", "sample", "evaluate", "report")
+TIMED_STAGES = ("resolve", "prepare", "weights", "classifier", "refstats", "train", "sample", "evaluate", "score",
+                "report")
 
 
 def main(argv: list[str] | None = None) -> int:

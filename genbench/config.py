@@ -111,6 +111,8 @@ class TrainConfig:
     val_every: int = 0  # steps between validation passes (0: only at the end)
     val_n: int = 1000  # validation examples per pass; the best-on-validation checkpoint is kept
     patience: int | None = None  # stop when the validation figure has not improved for this many passes
+    # supervised runs: one training per learning rate here (`lr` unused); the score stage keeps the best on validation
+    lr_trials: list[float] | None = None
 
 
 @dataclass
@@ -168,6 +170,7 @@ class Params:
     report: ReportConfig
     runs: dict[str, RunConfig]
     repeat: RepeatConfig = field(default_factory=RepeatConfig)
+    leave_out: list[str] = field(default_factory=list)  # runs this profile leaves out (a smoke profile's budget)
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def run(self, name: str) -> RunConfig:
@@ -413,6 +416,12 @@ def _checked(merged: dict, repo: Path, check_data: bool) -> tuple[Params, list[s
     problems: list[str] = []
     params = from_dict(Params, merged, "", problems)
     if not problems:
+        unknown = [name for name in params.leave_out if name not in params.runs]
+        problems.extend(f"leave_out: {name!r} is not a run; known runs: {', '.join(sorted(params.runs))}"
+                        for name in unknown)
+        params.runs = {name: run for name, run in params.runs.items() if name not in params.leave_out}
+        params.repeat.runs = [name for name in params.repeat.runs if name not in params.leave_out]
+    if not problems:
         problems.extend(semantic_problems(params, check_data=check_data, repo=repo))
     return params, problems
 
@@ -430,9 +439,9 @@ OFFICIAL_TRAIN_SIZE = {"mnist": 60000, "fashion_mnist": 60000, "cifar10": 50000,
 # of steps (>= 1) but these, where 0 has a meaning ("0: no heads", "0: F2 = identity", Glow's default
 # of no residual blocks, "0: no MALA samples"); every float is finite and >= 0, > 0 for rates, tolerances
 # and step sizes (names ending so), < 1 for probabilities and coefficients below one.
-MODEL_ZERO_OK = {"moment_head_steps", "flow_layers", "res_blocks", "mcmc_steps"}
+MODEL_ZERO_OK = {"moment_head_steps", "flow_layers", "res_blocks", "mcmc_steps", "task_seed"}
 MODEL_POSITIVE = ("lr", "rtol", "atol", "eps", "beta_start", "beta_end", "step_size", "points_box",
-                  "logit_alpha", "lipschitz_coeff")
+                  "logit_alpha", "lipschitz_coeff", "sigma")
 MODEL_BELOW_ONE = {"beta_start", "beta_end", "dropout", "restart_prob", "adam_betas", "lipschitz_coeff",
                    "logit_alpha"}
 
@@ -577,6 +586,7 @@ def semantic_problems(params: Params, *, check_data: bool = False, repo: str | P
     for run_name, run in params.runs.items():
         where = f"runs.{run_name}"
         _name(problems, where, run_name)
+        supervised = run.model in MODELS and hasattr(MODELS[run.model].cls, "task_data")  # genbench.models.accuracy
         if run.model not in MODELS:
             problems.append(f"{where}.model: unknown model {run.model!r}; expected one of: {', '.join(sorted(MODELS))}")
         else:
@@ -591,7 +601,7 @@ def semantic_problems(params: Params, *, check_data: bool = False, repo: str | P
         if run.dataset not in params.data.datasets:
             problems.append(f"{where}.dataset: '{run.dataset}' is not prepared; add it under data.datasets")
         elif data_registry.DATASETS.get(run.dataset) and data_registry.DATASETS[run.dataset].kind == "image" \
-                and run.dataset not in params.eval.datasets:
+                and run.dataset not in params.eval.datasets and not supervised:
             problems.append(f"{where}.dataset: '{run.dataset}' must be listed in eval.datasets to be scored")
         t = run.train
         for key in ("steps", "batch_size", "checkpoint_every", "log_every", "val_n"):
@@ -601,6 +611,11 @@ def semantic_problems(params: Params, *, check_data: bool = False, repo: str | P
         if t.patience is not None and not t.val_every:
             problems.append(f"{where}.train.patience: needs validation passes; set train.val_every")
         _positive(problems, f"{where}.train.lr", t.lr)
+        for i, lr in enumerate(t.lr_trials or []):
+            _positive(problems, f"{where}.train.lr_trials[{i}]", lr)
+        if t.lr_trials is not None and not (supervised and t.lr_trials):
+            problems.append(f"{where}.train.lr_trials: expected a non-empty list, and only for a supervised model "
+                            f"(classify, multilabel); got {t.lr_trials!r} for model {run.model!r}")
         _positive(problems, f"{where}.train.weight_decay", t.weight_decay, allow_zero=True)
         _positive(problems, f"{where}.train.grad_clip", t.grad_clip)
         if t.ema_decay is not None and not 0.0 < t.ema_decay < 1.0:

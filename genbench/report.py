@@ -57,11 +57,18 @@ def training_length(outcome: dict[str, Any]) -> str:
     return text
 
 
+def generative_jobs(params) -> list[tuple[str, int]]:
+    """The (run, seed) jobs that are sampled and evaluated (the supervised ones have their own tables)."""
+    from genbench.resolve import is_supervised
+
+    return [(run, seed) for run, seed in params.jobs() if not is_supervised(params, run)]
+
+
 def collect(params) -> list[dict[str, Any]]:
     """One flat row per (run, seed) from metrics/<job>.json, and one per (run, seed, sampler variant)
     named `run [variant]` (the same network sampled otherwise, e.g. with the hubness prior)."""
     rows = []
-    for run, seed in params.jobs():
+    for run, seed in generative_jobs(params):
         m = read_json(metrics_path(run, seed))
         row: dict[str, Any] = {"run": run, "seed": seed, "model": m["model"], "dataset": m["dataset"],
                                "status": m["status"]}
@@ -266,7 +273,7 @@ def write_curves(params, out_dir: Path) -> dict[str, Path]:
     of the last report; CSVs of jobs no longer in params.yaml are removed."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {}
-    for run, seed in params.jobs():
+    for run, seed in generative_jobs(params):
         stats = run_dir(run, seed) / "stats.jsonl"
         if not stats.exists():
             kept = out_dir / f"{job_name(run, seed)}.csv"
@@ -354,6 +361,10 @@ def suite_time(params) -> str:
         if m.get("status") != "completed":
             continue
         jobs += 1
+        if "trials" in m:  # a supervised job: every learning-rate trial's training, then its score stage
+            totals["train"] += sum(t["train_time_s"] or 0.0 for t in m["trials"])
+            totals["evaluate"] += m["score_time_s"]
+            continue
         totals["train"] += m["train"]["train_time_s"]
         totals["sample"] += m["sample"]["n"] / m["sample"]["images_per_s"]
         totals["sample"] += sum(v["sample"].get("seconds", 0.0) for v in m.get("variants", {}).values())
@@ -430,6 +441,11 @@ def _build(params, out_dir: Path) -> pd.DataFrame:
         group = group.dropna(axis=1, how="all")
         md += [f"## {dataset}", "", _markdown_table(group), ""]
         html_parts += [f"<h2>{html.escape(dataset)}</h2>", _markdown_to_html(_markdown_table(group))]
+    accuracy_md, accuracy_rows = accuracy_sections(params)
+    md += accuracy_md
+    html_parts += _lines_to_html(accuracy_md)
+    with atomic_path(out_dir / "accuracy.csv") as tmp:
+        pd.DataFrame(accuracy_rows).to_csv(tmp, index=False, float_format="%.6g")
     from genbench.claims import claims_table
 
     stale_runs = {job.rsplit("-s", 1)[0] for job in stale}
@@ -452,7 +468,7 @@ def _build(params, out_dir: Path) -> pd.DataFrame:
     seed = params.seeds[0]  # the repeat seeds' figures stay in samples/<job>/
     # grid.png (samples), grid-<sampler>.png, temperatures.png (Glow), density.png / scatter.png (2-D
     # toys), reconstructions.png (O-GAN)
-    job_figures = {run: sample_figures(run, seed, figures) for run in params.runs}
+    job_figures = {run: sample_figures(run, seed, figures) for run in dict.fromkeys(r for r, _ in generative_jobs(params))}
     kept = [job_name(run, seed) for run, (_, was_kept) in job_figures.items() if was_kept]
     md += ["## Figures", "", "(first seed of each run)" + (
         f"; {len(kept)} runs' figures and curves are kept from the previous report, their outputs not being in "
@@ -483,3 +499,98 @@ def _markdown_to_html(table_md: str) -> str:
     cells = lambda row, tag: "".join(f"<{tag}>{html.escape(c.strip())}</{tag}>" for c in row)  # noqa: E731
     return "<table><tr>" + cells(head, "th") + "</tr>" + "".join(f"<tr>{cells(r, 'td')}</tr>" for r in body) + \
         "</table>"
+
+
+# --------------------------------------------------------------------------------------------------
+# The accuracy experiments (supervised runs): one table per dataset, one for the multi-label task
+# --------------------------------------------------------------------------------------------------
+# EXACT paper, Table 2 (test accuracy %, M3 CNN, 150 epochs, augmentation, SGD): what ours differ from is stated
+PUBLISHED_ACCURACY = {("mnist", "cross-entropy"): 99.64, ("mnist", "hinge"): 99.68, ("mnist", "exact"): 99.67}
+PUBLISHED_NOTE = ("published: Karpukhin et al. 2022, Table 2, MNIST with SGD (M3 CNN, 150 epochs, translation and "
+                  "rotation augmentation, weight decay, 5 seeds); here a 2-conv CNN of width 16, Adam, ~1 epoch "
+                  "(1000 steps of 64), no augmentation: the ordering, not the level, is what compares")
+
+
+def _lines_to_html(lines: list[str]) -> list[str]:
+    """Report lines (## / ### headings, paragraphs, markdown tables) as HTML, in order."""
+    out, table = [], []
+    for line in lines + [""]:
+        if line.startswith("|"):
+            table.append(line)
+            continue
+        if table:
+            out.append(_markdown_to_html("\n".join(table)))
+            table = []
+        if line.startswith("### "):
+            out.append(f"<h3>{html.escape(line[4:])}</h3>")
+        elif line.startswith("## "):
+            out.append(f"<h2>{html.escape(line[3:])}</h2>")
+        elif line:
+            out.append(f"<p>{html.escape(line)}</p>")
+    return out
+
+
+def accuracy_sections(params) -> tuple[list[str], list[dict[str, Any]]]:
+    """Markdown sections and CSV rows (one per run) of the supervised runs' metrics."""
+    from genbench.resolve import is_supervised
+
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for run, seed in params.jobs():
+        path = metrics_path(run, seed)
+        if is_supervised(params, run) and path.is_file():
+            runs.setdefault(run, []).append(read_json(path))
+    rows = []
+    for run, ms in runs.items():
+        done = [m for m in ms if m.get("status") == "completed"]
+        if not done:
+            rows.append({"run": run, "dataset": params.run(run).dataset, "status": "diverged", "seeds": len(ms)})
+            continue
+        m0 = done[0]
+        row: dict[str, Any] = {"run": run, "dataset": m0["dataset"], "kind": m0["kind"], "objective": m0["objective"],
+                               "status": "completed" if len(done) == len(ms) else f"{len(ms) - len(done)} seed(s) diverged",
+                               "seeds": len(done), "n_test": m0["test"]["n"], "network": m0["network"],
+                               "parameters": m0["parameters"],
+                               "lr_chosen": " / ".join(f"{m['selected_lr']:g}" for m in done),
+                               "train_time_s": sum(sum(t["train_time_s"] or 0 for t in m["trials"]) for m in done)}
+        keys = ("accuracy", "cross_entropy", "ece") if m0["kind"] == "classification" else \
+            ("micro_f1", "macro_f1", "exact_match", "hamming_loss")
+        for key in keys:
+            values = pd.Series([m["test"][key] for m in done], dtype=float)
+            row[key] = float(values.mean())
+            row[f"{key}_std"] = float(values.std(ddof=1)) if len(values) > 1 else float("nan")
+        row["published_accuracy"] = PUBLISHED_ACCURACY.get((m0["dataset"], m0["objective"]))
+        rows.append(row)
+    if not rows:
+        return [], rows
+    md = ["## Training for accuracy", "",
+          "Every objective trains the same network with the same steps and batch; each tries the same learning rates "
+          "and keeps the one whose checkpoint has the lowest validation error; test figures are mean ± std over "
+          "seeds. Cross-entropy and calibration (ECE, 15 bins) use each objective's own predictive distribution: "
+          "softmax (cross-entropy, Gumbel expected accuracy, and hinge, which has none of its own), the Gaussian "
+          "or logistic argmax-of-noise layer, and for EXACT the Gaussian one at its final sigma. "
+          + PUBLISHED_NOTE + ".", ""]
+    pct = lambda r, k: _fmt(100 * r[k], 100 * r[f"{k}_std"], 2)  # noqa: E731
+    num = lambda r, k: _fmt(r[k], r[f"{k}_std"], 3)  # noqa: E731
+    for dataset in dict.fromkeys(r["dataset"] for r in rows):
+        single = [r for r in rows if r["dataset"] == dataset and r.get("kind") == "classification"]
+        multi = [r for r in rows if r["dataset"] == dataset and r.get("kind") == "multilabel"]
+        if single:
+            md += [f"### {dataset}: single-label", "",
+                   "| objective | run | test accuracy % | test cross-entropy (nats) | ECE | published % | seeds | n | "
+                   "learning rate chosen | training (all trials) |", "|---|---|---|---|---|---|---|---|---|---|"]
+            for r in sorted(single, key=lambda r: -r["accuracy"]):
+                pub = "—" if r["published_accuracy"] is None else f"{r['published_accuracy']:.2f}"
+                md.append(f"| {r['objective']} | {r['run']} | {pct(r, 'accuracy')} | {num(r, 'cross_entropy')} | "
+                          f"{num(r, 'ece')} | {pub} | {r['seeds']} | {r['n_test']} | {r['lr_chosen']} | "
+                          f"{r['train_time_s'] / 60:.1f} min |")
+            md.append("")
+        if multi:
+            md += [f"### {dataset}: multi-label composites (1-4 distinct digits on a 2 x 2 canvas)", "",
+                   "| loss | run | micro F1 | macro F1 | exact match | Hamming loss | seeds | n | learning rate chosen |",
+                   "|---|---|---|---|---|---|---|---|---|"]
+            for r in multi:
+                md.append(f"| {r['objective']} | {r['run']} | {num(r, 'micro_f1')} | {num(r, 'macro_f1')} | "
+                          f"{num(r, 'exact_match')} | {num(r, 'hamming_loss')} | {r['seeds']} | {r['n_test']} | "
+                          f"{r['lr_chosen']} |")
+            md.append("")
+    return md, rows

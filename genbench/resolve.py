@@ -52,6 +52,7 @@ STAGE_ENTRIES = {
     "train": ("genbench.train",),
     "sample": ("genbench.sample",),
     "evaluate": ("genbench.evaluate",),
+    "score": ("genbench.score",),
     "report": ("genbench.report",),
 }
 
@@ -122,9 +123,29 @@ def source_files(*entries: str) -> list[str]:
 
 
 def code_hashes(*entries: str) -> dict[str, str]:
+    members = _registry_members()
+    return {path: _source_hash(path, members) for path in source_files(*entries)}
+
+
+def _source_hash(path: str, members: dict[str, set[str]]) -> str:
+    """sha256 of a source file; a registry package's is taken without its statements that import member
+    modules (they only register them, and each job hashes its own member): adding a model family or a
+    dataset loader re-runs no other job."""
+    import hashlib
+
     from genbench.io import sha256_file
 
-    return {path: sha256_file(PACKAGE_DIR.parent / path) for path in source_files(*entries)}
+    module = path.removesuffix(".py").replace("/", ".").removesuffix(".__init__")
+    if module not in members:
+        return sha256_file(PACKAGE_DIR.parent / path)
+    text = (PACKAGE_DIR.parent / path).read_text()
+    drop: set[int] = set()
+    for node in ast.parse(text).body:
+        if isinstance(node, ast.ImportFrom) and node.module == module and node.level == 0 \
+                and all(f"{module}.{alias.name}" in members[module] for alias in node.names):
+            drop.update(range(node.lineno - 1, node.end_lineno))
+    kept = "".join(line for i, line in enumerate(text.splitlines(keepends=True)) if i not in drop)
+    return hashlib.sha256(kept.encode()).hexdigest()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -134,6 +155,20 @@ def family_module(params: Params, run: str) -> str:
     from genbench.models import MODELS
 
     return MODELS[params.run(run).model].cls.__module__
+
+
+def is_supervised(params: Params, run: str) -> bool:
+    """Runs of a supervised model (genbench.models.accuracy): trained on labels, one training per learning
+    rate in train.lr_trials, scored by the `score` stage instead of sample + evaluate."""
+    from genbench.models import MODELS
+
+    return hasattr(MODELS[params.run(run).model].cls, "task_data")
+
+
+def train_code(params: Params, run: str) -> dict[str, str]:
+    """The source files a run's train stage uses (supervised runs' learning-rate trials: genbench.score)."""
+    extra = ("genbench.score",) if is_supervised(params, run) else ()
+    return code_hashes(*STAGE_ENTRIES["train"], *extra, family_module(params, run))
 
 
 def resolved_model_config(params: Params, run: str) -> dict[str, Any]:
@@ -184,7 +219,11 @@ def stage_documents(params: Params) -> dict[Path, dict[str, Any]]:
         docs[resolved_path("train", job)] = {
             **model, "train": asdict(spec.train),
             "harness": {**threads, "amp": harness.amp, "on_divergence": harness.on_divergence},
-            "code": code_hashes(*STAGE_ENTRIES["train"], family)}
+            "code": train_code(params, run)}
+        if is_supervised(params, run):
+            docs[resolved_path("score", job)] = {**model, "train": asdict(spec.train), **threads,
+                                                 "code": code_hashes(*STAGE_ENTRIES["score"], family)}
+            continue
         sample_eval = {k: getattr(params.eval, k) for k in ("sample_batch_size", "seed")}
         docs[resolved_path("sample", job)] = {
             **model, "run_eval": asdict(spec.eval), "eval": {
@@ -223,8 +262,12 @@ def job_table(params: Params) -> dict[str, Any]:
             "features": f"artifacts/refstats/{dataset}" if image else f"{params.data.root}/{dataset}"}
     # only the datasets some job trains on or the evaluation scores are prepared
     used = {params.run(run).dataset for run, _ in params.jobs()} | set(params.eval.datasets)
+    supervised = {key for key, job in jobs.items() if is_supervised(params, job["run"])}
     return {"data_root": params.data.root, "prepared": [d for d in params.data.datasets if d in used],
-            "scored": list(params.eval.datasets), "jobs": jobs}
+            "scored": list(params.eval.datasets), "jobs": jobs,
+            # sample + evaluate: the generative jobs; score: the supervised ones (accuracy experiments)
+            "generative": {k: v for k, v in jobs.items() if k not in supervised},
+            "supervised": {k: v for k, v in jobs.items() if k in supervised}}
 
 
 # --------------------------------------------------------------------------------------------------

@@ -232,14 +232,23 @@ def train(job: Job, run_dir: Path, *, tracker: Tracker | None = None, stop_after
     seed_everything(job.seed, job.harness)
     device = select_device(job.harness)
     info = dataset_info(job.spec.dataset)
-    train_x, _ = load_split(Path(job.data_dir), "train")
-    val_x, _ = load_split(Path(job.data_dir), "val")
-    val_x = val_x[: cfg.val_n]
+    train_x, train_y = load_split(Path(job.data_dir), "train")
+    val_x, val_y = load_split(Path(job.data_dir), "val")
     if cfg.batch_size > len(train_x):
         raise GenbenchError(f"runs.{job.run}.train.batch_size {cfg.batch_size} exceeds the {len(train_x)} "
                             f"training examples of {job.spec.dataset}; lower it")
 
     model = build_model(job.spec.model, job.spec.model_config, tuple(info.shape)).to(device)
+    # supervised models (genbench.models.accuracy) define their task from a split and train on (inputs, targets)
+    supervised = hasattr(model, "task_data")
+    if supervised:
+        train_x, train_y = model.task_data(train_x, train_y, "train")
+        val_x, val_y = model.task_data(val_x, val_y, "val")
+    val_x, val_y = val_x[: cfg.val_n], val_y[: cfg.val_n]
+
+    def held_out(start: int, stop: int):
+        x = val_x[start:stop].to(device)
+        return (x, val_y[start:stop].to(device)) if supervised else x
     optimizers = model.configure_optimizers(cfg.lr, cfg.weight_decay)
     use_amp = job.harness.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda") if use_amp else None
@@ -302,7 +311,7 @@ def train(job: Job, run_dir: Path, *, tracker: Tracker | None = None, stop_after
         if sample_selected:
             modes = mode_metrics(m.sample(GAN_VALIDATION_SAMPLES, vgen).cpu(), toy)
             return -(modes["modes_covered"] + modes["high_quality_fraction"])
-        losses = [m.validation_loss(val_x[i:i + 500].to(device), vgen) for i in range(0, len(val_x), 500)]
+        losses = [m.validation_loss(held_out(i, i + 500), vgen) for i in range(0, len(val_x), 500)]
         return float(torch.cat(losses).mean())
 
     def validate(step: int) -> float:
@@ -369,9 +378,10 @@ def train(job: Job, run_dir: Path, *, tracker: Tracker | None = None, stop_after
             bar.close()
             return {"status": "interrupted", "step": step}
         t0 = time.perf_counter()
-        x = train_x[batch_indices(len(train_x), cfg.batch_size, step, job.seed)].to(device, non_blocking=True)
+        index = batch_indices(len(train_x), cfg.batch_size, step, job.seed)
+        x = train_x[index].to(device, non_blocking=True)
         with torch.autocast(device.type, enabled=use_amp):
-            losses = model.training_step(x, step, opt, generator)
+            losses = model.training_step((x, train_y[index].to(device)) if supervised else x, step, opt, generator)
         values = {k: float(v) for k, v in losses.items()}
         if not all(math.isfinite(v) for v in values.values()):
             bar.close()

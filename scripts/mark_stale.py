@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-JOB_STAGES = ("train", "sample", "evaluate")
+JOB_STAGES = ("train", "sample", "evaluate", "score")
 STALE = Path("pipelines/stale.yaml")
 
 

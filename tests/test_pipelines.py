@@ -26,7 +26,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # the venv's bin: dvc, snakemake, genbench
 PROFILES = sorted(yaml.safe_load((REPO / "params.yaml").read_text())["profiles"])
-STAGES = ("prepare", "weights", "classifier", "refstats", "train", "sample", "evaluate", "report")
+STAGES = ("prepare", "weights", "classifier", "refstats", "train", "sample", "evaluate", "score", "report")
 # DVC's first stage writes pipelines/resolved/ (what each stage uses); Snakemake writes the same files
 # when it reads the workflow, so it has no rule for it
 DVC_ONLY = ("resolve",)
@@ -94,7 +94,7 @@ def canonical_from_dvc_name(name: str) -> tuple[str, frozenset]:
     stage, _, key = name.partition("@")
     if not key:
         return stage, frozenset()
-    if stage in ("train", "sample", "evaluate"):
+    if stage in ("train", "sample", "evaluate", "score"):
         run_name, seed = key.rsplit("-", 1)
         return stage, frozenset({("run", run_name), ("seed", seed)})
     return stage, frozenset({("dataset", key)})
@@ -248,9 +248,14 @@ def test_outputs_are_the_paths_of_genbench_layout(dvc_dag):
         wc = frozenset({("dataset", ds)})
         expected[("classifier", wc)] = [layout.classifier_path(ds), layout.classifier_metrics_path(ds)]
         expected[("refstats", wc)] = sorted({layout.refstats_path(ds, e).parent for e in params.eval.extractors})
+    from genbench.resolve import is_supervised
+
     for run_name, seed in params.jobs():
         wc = frozenset({("run", run_name), ("seed", str(seed))})
         expected[("train", wc)] = [layout.run_dir(run_name, seed)]
+        if is_supervised(params, run_name):  # the accuracy experiments: scored, not sampled
+            expected[("score", wc)] = [layout.metrics_path(run_name, seed)]
+            continue
         expected[("sample", wc)] = [layout.samples_dir(run_name, seed)]
         expected[("evaluate", wc)] = [layout.metrics_path(run_name, seed)]
     for key, paths in expected.items():

@@ -2,6 +2,8 @@
 # dvc.yaml is the other spelling of the same DAG; tests/test_pipelines.py checks that both describe
 # the same jobs, commands, outputs and dependencies.
 
+import re
+
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
@@ -21,12 +23,6 @@ except GenbenchError as exc:
 
 DATA_ROOT = CFG["data"]["root"]
 EXTRACTORS = list(CFG["eval"]["extractors"])
-RUNS = list(CFG["runs"])
-SEEDS = [int(s) for s in CFG["seeds"]]
-REPEAT = CFG.get("repeat") or {}
-# every (run, seed): `seeds`, then `repeat.seeds` for the runs in `repeat.runs` (as Params.jobs)
-JOBS = [f"{run}-s{seed}" for run in RUNS
-        for seed in SEEDS + ([int(s) for s in REPEAT.get("seeds", [])] if run in REPEAT.get("runs", []) else [])]
 REPORT_DIR = CFG["report"]["dir"]
 
 # CPU threads of the torch stages. Snakemake exports OMP_NUM_THREADS=<threads> to each job and torch
@@ -53,9 +49,23 @@ try:
     write_resolved(PARAMS)
 except GenbenchError as exc:
     raise WorkflowError(str(exc)) from None
+TABLE = job_table(PARAMS)
 # the datasets some job trains on or the evaluation scores (as dvc.yaml's foreach over `prepared`)
-DATASETS = job_table(PARAMS)["prepared"]
-EVAL_DATASETS = job_table(PARAMS)["scored"]
+DATASETS = TABLE["prepared"]
+EVAL_DATASETS = TABLE["scored"]
+# every (run, seed) job (as Params.jobs, less the profile's `leave_out`); the generative ones are sampled and
+# evaluated, the supervised ones (accuracy experiments) scored
+JOBS = [f"{job['run']}-s{job['seed']}" for job in TABLE["jobs"].values()]
+GENERATIVE_JOBS = [f"{job['run']}-s{job['seed']}" for job in TABLE["generative"].values()]
+
+
+def one_of(names):
+    """A wildcard pattern matching exactly these names (none: a pattern that never matches)."""
+    return "|".join(re.escape(n) for n in sorted(set(names))) or "(?!)"
+
+
+GENERATIVE_RUNS = one_of(job["run"] for job in TABLE["generative"].values())
+SUPERVISED_RUNS = one_of(job["run"] for job in TABLE["supervised"].values())
 
 
 def resolved(stage, name=None):

@@ -5,12 +5,13 @@ rule report:
     input:
         expand("metrics/{job}.json", job=JOBS),
         expand("runs/{job}/outcome.json", job=JOBS),
-        expand("samples/{job}", job=JOBS),
+        expand("samples/{job}", job=GENERATIVE_JOBS),
         resolved("report"),
     output:
         f"{REPORT_DIR}/leaderboard.md",
         f"{REPORT_DIR}/leaderboard.csv",
         f"{REPORT_DIR}/claims.csv",
+        f"{REPORT_DIR}/accuracy.csv",
         f"{REPORT_DIR}/index.html",
         directory(f"{REPORT_DIR}/figures"),
         directory(f"{REPORT_DIR}/curves"),
