@@ -442,6 +442,9 @@ def _build(params, out_dir: Path) -> pd.DataFrame:
         md += [f"## {dataset}", "", _markdown_table(group), ""]
         html_parts += [f"<h2>{html.escape(dataset)}</h2>", _markdown_to_html(_markdown_table(group))]
     accuracy_md, accuracy_rows = accuracy_sections(params)
+    if any(r.get("kind") == "classification" for r in accuracy_rows):
+        plot_accuracy(accuracy_rows, figures / "accuracy.png")
+        accuracy_md += ["![test accuracy per objective and dataset, mean ± std over seeds](figures/accuracy.png)", ""]
     md += accuracy_md
     html_parts += _lines_to_html(accuracy_md)
     with atomic_path(out_dir / "accuracy.csv") as tmp:
@@ -480,7 +483,8 @@ def _build(params, out_dir: Path) -> pd.DataFrame:
                               f"<figcaption>{html.escape(caption)}</figcaption></figure>")
             md.append(f"![{caption}](figures/{dest.name})")
     md.append("")
-    listed = {dest for items, _ in job_figures.values() for _, dest in items} | {figures / "curves.png"}
+    listed = {dest for items, _ in job_figures.values() for _, dest in items} | {figures / "curves.png",
+                                                                                 figures / "accuracy.png"}
     for stale in set(figures.glob("*.png")) - listed:
         stale.unlink()
     html_parts += ["<h2>Training curves</h2>", "<img src='figures/curves.png'>", "</body></html>"]
@@ -511,6 +515,32 @@ PUBLISHED_NOTE = ("published: Karpukhin et al. 2022, Table 2, MNIST with SGD (M3
                   "(1000 steps of 64), no augmentation: the ordering, not the level, is what compares")
 
 
+def plot_accuracy(rows: list[dict[str, Any]], path: Path) -> None:
+    """Test accuracy of each objective, mean ± std over seeds, one panel per dataset."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    single = [r for r in rows if r.get("kind") == "classification"]
+    datasets = list(dict.fromkeys(r["dataset"] for r in single))
+    fig, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 2.8), squeeze=False)
+    for ax, dataset in zip(axes.flat, datasets):
+        group = sorted((r for r in single if r["dataset"] == dataset), key=lambda r: r["accuracy"])
+        std = [0.0 if math.isnan(r["accuracy_std"]) else 100 * r["accuracy_std"] for r in group]
+        ax.barh([r["objective"] for r in group], [100 * r["accuracy"] for r in group], xerr=std, color="tab:blue",
+                capsize=3)
+        low = min(100 * r["accuracy"] - s for r, s in zip(group, std))
+        ax.set_xlim(max(0.0, low - 2 * (100 - low) - 0.5), 100)
+        ax.set_title(f"{dataset} (n = {group[0]['n_test']}, {group[0]['seeds']} seeds)", fontsize=9)
+        ax.set_xlabel("test accuracy %", fontsize=8)
+        ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
 def _lines_to_html(lines: list[str]) -> list[str]:
     """Report lines (## / ### headings, paragraphs, markdown tables) as HTML, in order."""
     out, table = [], []
@@ -525,6 +555,9 @@ def _lines_to_html(lines: list[str]) -> list[str]:
             out.append(f"<h3>{html.escape(line[4:])}</h3>")
         elif line.startswith("## "):
             out.append(f"<h2>{html.escape(line[3:])}</h2>")
+        elif line.startswith("!["):
+            alt, src = line[2:].split("](", 1)
+            out.append(f"<img src='{html.escape(src.rstrip(')'))}' alt='{html.escape(alt)}'>")
         elif line:
             out.append(f"<p>{html.escape(line)}</p>")
     return out

@@ -258,6 +258,15 @@ def test_trials_then_score_write_the_metrics_with_the_selection(workdir):
     assert 0 <= m["test"]["accuracy"] <= 1 and m["test"]["n"] == 200 and m["test"]["ece"] >= 0
     assert main(["evaluate", "--run", "acc", "--seed", "0"]) != 0  # "a supervised run: it has a score stage"
     assert not (workdir / "samples").exists()
+    from genbench.config import load
+    from genbench.report import accuracy_sections, plot_accuracy
+
+    md, rows = accuracy_sections(load(workdir / "params.yaml"))
+    (row,) = rows
+    assert row["run"] == "acc" and row["accuracy"] == m["test"]["accuracy"] and row["lr_chosen"] == f"{best['lr']:g}"
+    assert any(line.startswith("| exact | acc |") for line in md)
+    plot_accuracy(rows, workdir / "accuracy.png")
+    assert (workdir / "accuracy.png").stat().st_size > 0
 
 
 def test_bench_times_each_objective_against_cross_entropy(workdir):
