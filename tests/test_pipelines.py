@@ -398,6 +398,9 @@ def test_slurm_profile_submits_one_job_per_rule_instance_with_its_resources(tmp_
 
 def _numbers(metrics: dict) -> dict:
     """The deterministic numbers of a metrics file (timings, throughput and versions left out)."""
+    if "trials" in metrics:  # a supervised job: the chosen trial, every trial's validation error, the test figures
+        return {"selected_lr": metrics["selected_lr"], **{f"val_error[{t['lr']}]": t["val_error"] for t in metrics["trials"]},
+                **{f"test[{k}]": v for k, v in metrics["test"].items()}, "parameters": metrics["parameters"]}
     out = {f"{key}[{kind}]": v[key] for kind, v in metrics["likelihood"].items()
            for key in ("bits_per_dim", "nll_nats", "kl_nats") if key in v}
     for extractor, s in metrics["scores"].items():
@@ -411,14 +414,15 @@ def _numbers(metrics: dict) -> dict:
 
 def _hashes(metrics: dict) -> dict:
     """The protocol's identities: extractor weights and cached reference features (content hashes)."""
-    return {f"{key}[{extractor}]": s["protocol"][key] for extractor, s in metrics["scores"].items()
+    return {f"{key}[{extractor}]": s["protocol"][key] for extractor, s in metrics.get("scores", {}).items()
             if "protocol" in s for key in ("weights_sha256", "reference_sha256")}  # 2-D modes have none
 
 
 # the runs both tools execute here: an image model with likelihood bounds (FID with both extractors), a
 # flow on a 2-D toy (density figure), an image GAN with a variant row and an encoder, a 2-D GAN over three
-# seeds; `.ci/run` runs every run of the ci profile under DVC (the Glow temperature sweep: test_flows)
-E2E_RUNS = ("vae_mnist", "glow_ring8", "ogan_mnist", "wgan_gp_ring8")
+# seeds, and a supervised job (train once per learning rate, then score); `.ci/run` runs every run of the
+# ci profile under DVC (the Glow temperature sweep: test_flows)
+E2E_RUNS = ("vae_mnist", "glow_ring8", "ogan_mnist", "wgan_gp_ring8", "exact_digits")
 E2E_REPEAT = ("wgan_gp_ring8",)  # trained with the repeat seeds too (mean ± std in the leaderboard)
 
 
@@ -434,6 +438,8 @@ def keep_runs(copy: Path, keep: tuple[str, ...], repeat: tuple[str, ...] = ()) -
             prof["runs"] = {k: v for k, v in prof["runs"].items() if k in keep}
         if prof and "repeat" in prof:
             prof["repeat"]["runs"] = list(repeat)
+        if prof and "leave_out" in prof:
+            prof["leave_out"] = [r for r in prof["leave_out"] if r in keep]
         if prof and "datasets" in prof.get("data", {}):
             prof["data"]["datasets"] = {k: v for k, v in prof["data"]["datasets"].items() if k in used}
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
@@ -475,6 +481,9 @@ def test_dvc_and_snakemake_run_the_ci_profile_to_the_same_numbers(tmp_path):
     board = (reports / "leaderboard.md").read_text()
     assert "ogan_mnist [hubness]" in board and "| wgan_gp_ring8 | wgan_gp | 3 |" in board
     assert (copy / "reports/figures/wgan_gp_ring8-s0-scatter.png").is_file()
+    acc = dvc_metrics["exact_digits-s0.json"]  # the accuracy family: scored, tabled, claimed
+    assert acc["kind"] == "classification" and acc["objective"] == "exact" and 0 <= acc["test"]["accuracy"] <= 1
+    assert "| exact | exact_digits |" in board and (reports / "accuracy.csv").read_text().count("exact_digits") == 1
 
     # nothing re-runs
     again = run([dvc, "repro"], copy)
@@ -518,6 +527,8 @@ def test_dvc_and_snakemake_run_the_ci_profile_to_the_same_numbers(tmp_path):
     assert stale_after(copy / "genbench/models/flows.py", comment) == \
         {"resolve"} | job_stages("glow_ring8-0")  # one family's jobs
     assert stale_after(copy / "genbench/report.py", comment) == {"resolve", "report"}
+    assert stale_after(copy / "genbench/models/accuracy.py", comment) == \
+        {"resolve", "train@exact_digits-0", "score@exact_digits-0"}
     assert stale_after(copy / "genbench/models/gans.py", comment) == \
         {"resolve"} | job_stages("ogan_mnist-0", *(f"wgan_gp_ring8-{s}" for s in (0, 1, 2)))
     assert "up to date" in run([dvc, "status"], copy).stdout
@@ -571,7 +582,7 @@ def test_report_keeps_figures_and_curves_of_jobs_whose_outputs_are_not_in_the_wo
         (tmp_path / "samples" / "a-s0" / f"{name}.png").write_bytes(name.encode())
     curves, figures = tmp_path / "reports" / "curves", tmp_path / "reports" / "figures"
     figures.mkdir(parents=True)
-    params = SimpleNamespace(jobs=lambda: [("a", 0), ("b", 0)])
+    params = SimpleNamespace(jobs=lambda: [("a", 0), ("b", 0)], run=lambda name: SimpleNamespace(model="vae"))
 
     first = write_curves(params, curves)
     made, kept = sample_figures("a", 0, figures)
@@ -586,5 +597,5 @@ def test_report_keeps_figures_and_curves_of_jobs_whose_outputs_are_not_in_the_wo
     assert sample_figures("a", 0, figures) == (made, True)
     assert sample_figures("b", 0, figures) == ([], False)
 
-    assert write_curves(SimpleNamespace(jobs=lambda: [("b", 0)]), curves) == {}
+    assert write_curves(SimpleNamespace(jobs=lambda: [("b", 0)], run=params.run), curves) == {}
     assert not (curves / "a-s0.csv").exists()
