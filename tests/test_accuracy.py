@@ -120,8 +120,8 @@ def test_toy_surrogates_misclassify_while_expected_accuracy_reaches_all_points()
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert 0 < float(b) < 0.25
-    assert _toy_accuracy(float(b)) == 1.0
+    assert 0 < b.item() < 0.25
+    assert _toy_accuracy(b.item()) == 1.0
 
 
 # --------------------------------------------------------------------------------------------------
