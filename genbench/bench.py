@@ -560,6 +560,79 @@ def compare_with_peer(params, model: str, repeats: int, warmup_s: float, segment
 # ==================================================================================================
 # the command
 # ==================================================================================================
+def sts_costs(params, run: str, repeats: int, sentences: int = 512, sizes=(2000, 8000, 16000), dims=(384, 768),
+              flow_steps: int = 10) -> dict:
+    """Sentence embeddings: the frozen encoder's sentences/s (STS-B test sentences when prepared), whitening's
+    fitting time as the number of sentences and the dimension grow, and BERT-flow's training step time per
+    dimension (the run's flow, its batch size). Each figure: median over `repeats`."""
+    from genbench.models.sentence import encode, fit_whitening, load_encoder
+    from genbench.resolve import resolved_model_config
+
+    spec = params.run(run)
+    config = resolved_model_config(params, run)
+    tokenizer, encoder = load_encoder(config["encoder"], f"runs.{run}.model_config.encoder")
+    folder = prepared_dir(params.data.root, spec.dataset)
+    if (folder / "manifest.json").is_file():
+        from genbench.data.sts import decode_pairs
+
+        x, _ = load_split(folder, "test")
+        texts = [s for pair in decode_pairs(x.numpy()) for s in pair][:sentences]
+        source = f"{len(texts)} STS-B test sentences"
+    else:
+        texts = [f"A sentence of moderate length, number {i}, about a man playing a flute." for i in range(sentences)]
+        source = f"{len(texts)} synthetic sentences (prepare {spec.dataset} for real ones)"
+    torch.manual_seed(0)
+    encode_s = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        encode(texts, tokenizer, encoder, config["poolings"], batch_size=config["encode_batch_size"],
+               max_length=config["max_length"])
+        encode_s.append(time.perf_counter() - t0)
+    out: dict = {"run": run, "encoder": config["encoder"], "encoder_parameters": sum(p.numel() for p in encoder.parameters()),
+                 "encoding": {"source": source, "sentences": len(texts), "seconds": statistics.median(encode_s),
+                              "sentences_per_s": len(texts) / statistics.median(encode_s),
+                              "ms_per_sentence": 1000 * statistics.median(encode_s) / len(texts)},
+                 "whitening": [], "flow": []}
+    g = torch.Generator().manual_seed(0)
+    for dim in dims:
+        for n in sizes:
+            vectors = torch.randn(n, dim, generator=g) @ torch.randn(dim, dim, generator=g)
+            times = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                fit_whitening(vectors)
+                times.append(time.perf_counter() - t0)
+            out["whitening"].append({"sentences": n, "dim": dim, "seconds": statistics.median(times)})
+        model = build_model(spec.model, spec.model_config, (dim,))
+        opt = Optimization(model.configure_optimizers(spec.train.lr, spec.train.weight_decay), None, spec.train.grad_clip)
+        batch = torch.randn(spec.train.batch_size, dim, generator=g)
+        model.train()
+        model.training_step(batch, 0, opt, g)  # ActNorm's initialisation
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            for step in range(flow_steps):
+                model.training_step(batch, step, opt, g)
+            times.append((time.perf_counter() - t0) / flow_steps)
+        out["flow"].append({"dim": dim, "batch_size": spec.train.batch_size, "ms_per_step": 1000 * statistics.median(times),
+                            "vectors_per_s": spec.train.batch_size / statistics.median(times),
+                            "parameters": sum(p.numel() for p in model.parameters())})
+    return out
+
+
+def print_sts(r: dict) -> None:
+    e = r["encoding"]
+    print(f"\nsentence encoder {r['encoder']} ({r['encoder_parameters'] / 1e6:.1f} M parameters), {e['source']}: "
+          f"{e['sentences_per_s']:.0f} sentences/s ({e['ms_per_sentence']:.2f} ms/sentence)")
+    print(f"{'whitening fit':<16} {'sentences':>9} {'dim':>5} {'seconds':>9}")
+    for w in r["whitening"]:
+        print(f"{'':<16} {w['sentences']:>9} {w['dim']:>5} {w['seconds']:>9.3f}")
+    print(f"{'BERT-flow step':<16} {'dim':>5} {'batch':>6} {'ms/step':>9} {'vectors/s':>10} {'parameters':>11}")
+    for f in r["flow"]:
+        print(f"{'':<16} {f['dim']:>5} {f['batch_size']:>6} {f['ms_per_step']:>9.1f} {f['vectors_per_s']:>10.0f} "
+              f"{f['parameters']:>11}")
+
+
 def _k(n: int) -> str:
     return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.0f}k"
 
@@ -624,7 +697,8 @@ def main(args) -> int:
         versions = require_peers(peer_models)
     rows = []
     supervised = [m for m in wanted if hasattr(MODELS[m].cls, "task_data")] if set(wanted) <= set(MODELS) else []
-    for model in [m for m in wanted if m not in supervised]:
+    sentence = [m for m in wanted if hasattr(MODELS[m].cls, "sentence_task")] if set(wanted) <= set(MODELS) else []
+    for model in [m for m in wanted if m not in supervised + sentence]:
         runs = [name for name, run in params.runs.items() if run.model == model]
         if not runs:
             print(f"bench: no run of model {model!r} in {args.params}; skipped")
@@ -652,6 +726,10 @@ def main(args) -> int:
         for r in result["objectives"]:
             print(f"{r['objective'] + ' (' + r['run'] + ')':<38} {fmt(r['ms_per_step'], 1, 2):>20} "
                   f"{r['images_per_s']:>8.0f} {r['vs_baseline']:>11.2f}  {r['baseline']}")
+    sts_runs = [name for name, run in params.runs.items() if run.model in sentence]
+    if sts_runs:
+        result["sts"] = sts_costs(params, sts_runs[0], repeats)
+        print_sts(result["sts"])
     peer_rows = []
     for model in versions:
         if not any(run.model == model for run in params.runs.values()):

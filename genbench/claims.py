@@ -13,6 +13,9 @@ with Z = 2 and u the standard error of each side:
   - one seed: a likelihood's stderr over the test examples, or KID's std over its subsets when the
     subsets are smaller than the set (sampling noise only); FID has no interval at one seed, so claims on
     it are judged by the KID of the same samples.
+Where the two sides are scored on the same test items (STS-B's pairs), s is the paired bootstrap standard
+error of the difference itself (plus the seeds' spread of the difference when one side is trained), not the
+sides' errors combined as if independent.
 A claim between two trained models depends on training randomness: with fewer than 3 seeds per side it is
 "inconclusive: N seed(s), needs >= 3" whatever the sampling noise says (the row still shows how many
 sampling-noise standard errors apart the figures are). A claim between two samplers or bounds of the same
@@ -54,6 +57,9 @@ class Claim:
     lower_is_better: bool = True
     needs_seeds: bool = True  # a comparison of two trained models (not two samplers of one network)
     runs: tuple[str, ...] = ()  # the runs whose metrics it reads
+    # the standard error of the difference itself, where the two sides share their sampling noise (a paired
+    # bootstrap over the same test pairs): used instead of combining the sides' errors as if independent
+    difference_stderr: float | None = None
 
 
 def verdict(c: Claim) -> tuple[str, float | None]:
@@ -65,6 +71,8 @@ def verdict(c: Claim) -> tuple[str, float | None]:
     d = (c.worse.value - c.better.value) * (1 if c.lower_is_better else -1)
     errors = [f.stderr for f in (c.better, c.worse)]
     s = math.sqrt(sum(e * e for e in errors)) if all(e is not None for e in errors) else None
+    if c.difference_stderr is not None:
+        s = c.difference_stderr
     z = d / s if s else None
     seeds = min(c.better.seeds, c.worse.seeds)
     if c.needs_seeds and seeds < MIN_SEEDS:
@@ -217,6 +225,7 @@ def claims(params) -> list[Claim]:
                 logdet_figure(params, run, n_eval), logdet_figure(params, run, n_train), (run,), needs_seeds=False)
     out += diffusion_claims(params)
     out += accuracy_claims(params)
+    out += sts_claims(params)
     return out
 
 
@@ -236,6 +245,46 @@ def accuracy_claims(params) -> list[Claim]:
             out.append(Claim(f"EXACT >= cross-entropy in test accuracy ({dataset})",
                              "Karpukhin et al. 2022 (EXACT), Table 2: MNIST 99.67 vs 99.64 (SGD), CIFAR-10 96.73 vs "
                              "96.23 (ASAM)", better, worse, lower_is_better=False, runs=(exact, ce)))
+    return out
+
+
+# Su et al. 2021, Table 1 (STS-B test Spearman x 100, BERT-base, first-last-avg, fitted on all STS-B sentences)
+PUBLISHED_STS = {"raw": 59.04, "flow": 70.72, "whitening": 71.34, "whitening-256": 71.43}
+
+
+def sts_claims(params) -> list[Claim]:
+    """BERT-whitening >= BERT-flow and whitening-256 >= whitening in STS-B test Spearman, per pooling. The
+    sides share the test pairs, so the verdict uses the paired bootstrap standard error of the difference;
+    the flow's side also varies with its training seed (>= 3 seeds: their spread is added)."""
+    out = []
+    for run, spec in params.runs.items():
+        ms = [m for m in _metrics(params, run) if m.get("kind") == "sts"]
+        if spec.model != "bertflow" or not ms:
+            continue
+        for comparison in ms[0]["comparisons"]:
+            pooling, claim = comparison["pooling"], comparison["claim"]
+            sides = []
+            for side in ("better", "worse"):
+                method, fit, k = comparison[side]
+                rows = [next(r for r in m["rows"] if (r["pooling"], r["method"], r["fit"], r["k"]) == (pooling, method, fit, k))
+                        for m in ms]
+                label = f"{method}{'' if k == ms[0]['dim'] else f'-{k}'} ({pooling}, fit {fit})"
+                values = [(100 * r["test"]["spearman"], 100 * r["test"]["spearman_stderr"]) for r in rows]
+                sides.append(_combine(label, values, "bootstrap over pairs", rows[0]["test"]["n"], "test") if method == "flow"
+                             else Figure(label, values[0][0], values[0][1], "bootstrap over pairs (no training noise)",
+                                         rows[0]["test"]["n"], len(ms), "test"))
+            diffs = [next(c for c in m["comparisons"] if (c["pooling"], c["claim"]) == (pooling, claim)) for m in ms]
+            paired = 100 * statistics.fmean(c["difference_stderr"] for c in diffs)
+            trained = "flow" in claim
+            per_seed = [sides[0].value - 100 * next(r for r in m["rows"] if (r["pooling"], r["method"], r["fit"], r["k"])
+                                                    == (pooling, *comparison["worse"]))["test"]["spearman"] for m in ms]
+            spread = statistics.stdev(per_seed) / math.sqrt(len(ms)) if trained and len(ms) >= MIN_SEEDS else 0.0
+            published = " vs ".join(f"{PUBLISHED_STS[key]:.2f}" for key in
+                                    (("whitening", "flow") if trained else ("whitening-256", "whitening")))
+            out.append(Claim(f"{claim} in STS-B test Spearman x 100 ({pooling}, {ms[0]['encoder']})",
+                             f"Su et al. 2021, Table 1: BERT-base first-last-avg {published}", *sides,
+                             lower_is_better=False, needs_seeds=trained, runs=(run,),
+                             difference_stderr=math.sqrt(paired ** 2 + spread ** 2)))
     return out
 
 
@@ -331,7 +380,8 @@ def claims_table(params, stale_runs: set[str] = frozenset()) -> tuple[list[str],
     for c in claims(params):
         v, z = verdict(c)
         rows.append({"claim": c.claim, "source": c.source, "better": _side(c.better), "worse": _side(c.worse),
-                     "uncertainty": f"{c.better.noise} / {c.worse.noise}", "n": f"{c.better.n} / {c.worse.n}",
+                     "uncertainty": f"{c.better.noise} / {c.worse.noise}" + (
+                         "" if c.difference_stderr is None else f"; difference ± {c.difference_stderr:.3g} (paired)"), "n": f"{c.better.n} / {c.worse.n}",
                      "seeds": f"{c.better.seeds} / {c.worse.seeds}",
                      "standard_errors_apart": None if z is None else round(z, 2),
                      "verdict": v + (" (stale figures)" if set(c.runs) & stale_runs else "")})

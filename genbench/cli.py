@@ -154,7 +154,7 @@ def _job_stage(stage: str):
         from genbench.tracking import stage_run
         from genbench.train import Job
 
-        from genbench.resolve import is_supervised
+        from genbench.resolve import is_supervised, task_module
 
         params = _params(args)
         job = Job.from_params(params, args.run, args.seed)
@@ -174,7 +174,11 @@ def _job_stage(stage: str):
         logged = {k: v for k, v in job.config_dict().items() if k != "code"}
         with stage_run(stage, job_name(args.run, args.seed), params=logged, tags=tags) as tracker:
             if stage == "train":
-                if is_supervised(params, args.run):  # one training per learning-rate trial
+                if task_module(params, args.run) == "genbench.sts":  # one BERT-flow per pooling
+                    from genbench.sts import train_flows
+
+                    result = train_flows(job, run_dir(args.run, args.seed), tracker)
+                elif is_supervised(params, args.run):  # one training per learning-rate trial
                     from genbench.score import train_trials
 
                     result = train_trials(job, run_dir(args.run, args.seed), tracker)
@@ -189,6 +193,10 @@ def _job_stage(stage: str):
                     if params.harness.on_divergence == "fail":
                         tracker.failed = True
                         return 3
+            elif stage == "score" and task_module(params, args.run) == "genbench.sts":
+                from genbench.sts import score_job
+
+                result = score_job(params, args.run, args.seed, tracker)
             elif stage == "score":
                 from genbench.score import score_job
 

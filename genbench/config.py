@@ -546,12 +546,17 @@ def semantic_problems(params: Params, *, check_data: bool = False, repo: str | P
             problems.append(
                 f"data.datasets.{name}: unknown dataset; expected one of: {', '.join(sorted(data_registry.DATASETS))}"
             )
-        _positive(problems, f"data.datasets.{name}.val_size", opts.val_size)
+        info = data_registry.DATASETS.get(name)
+        if info and info.kind == "pairs":  # the official dev set is the validation split
+            if opts.val_size != 0:
+                problems.append(f"data.datasets.{name}.val_size: must be 0 (the official dev set validates), "
+                                f"got {opts.val_size!r}")
+        else:
+            _positive(problems, f"data.datasets.{name}.val_size", opts.val_size)
         _positive(problems, f"data.datasets.{name}.train_limit", opts.train_limit)
         _positive(problems, f"data.datasets.{name}.test_limit", opts.test_limit)
         if opts.local_dir is not None and not Path(opts.local_dir).is_dir():
             problems.append(f"data.datasets.{name}.local_dir: folder {opts.local_dir!r} does not exist")
-        info = data_registry.DATASETS.get(name)
         official = d.toy_train_size if info and info.kind == "points" else OFFICIAL_TRAIN_SIZE.get(name)
         if official is not None and official > 0:
             _at_most(problems, f"data.datasets.{name}.val_size", opts.val_size, official - 1,

@@ -342,10 +342,7 @@ def plot_curves(curves: dict[str, Path], path: Path) -> None:
         ax.set_ylabel("training loss", fontsize=7)
     for ax in list(axes.flat)[len(curves):]:
         ax.axis("off")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def suite_time(params) -> str:
@@ -361,6 +358,10 @@ def suite_time(params) -> str:
         if m.get("status") != "completed":
             continue
         jobs += 1
+        if m.get("kind") == "sts":  # a sentence-embedding job: one flow per pooling, then its score stage
+            totals["train"] += sum(f["train_time_s"] or 0.0 for f in m["flows"].values())
+            totals["evaluate"] += m["score_time_s"]
+            continue
         if "trials" in m:  # a supervised job: every learning-rate trial's training, then its score stage
             totals["train"] += sum(t["train_time_s"] or 0.0 for t in m["trials"])
             totals["evaluate"] += m["score_time_s"]
@@ -441,14 +442,19 @@ def _build(params, out_dir: Path) -> pd.DataFrame:
         group = group.dropna(axis=1, how="all")
         md += [f"## {dataset}", "", _markdown_table(group), ""]
         html_parts += [f"<h2>{html.escape(dataset)}</h2>", _markdown_to_html(_markdown_table(group))]
-    accuracy_md, accuracy_rows = accuracy_sections(params)
-    if any(r.get("kind") == "classification" for r in accuracy_rows):
-        plot_accuracy(accuracy_rows, figures / "accuracy.png")
-        accuracy_md += ["![test accuracy per objective and dataset, mean ± std over seeds](figures/accuracy.png)", ""]
-    md += accuracy_md
-    html_parts += _lines_to_html(accuracy_md)
-    with atomic_path(out_dir / "accuracy.csv") as tmp:
-        pd.DataFrame(accuracy_rows).to_csv(tmp, index=False, float_format="%.6g")
+    # the scored families' sections: (sections, csv name, figure, caption, whether the figure applies)
+    for sections, name, plot, caption, plotted in (
+            (accuracy_sections, "accuracy", plot_accuracy, "test accuracy per objective and dataset, mean ± std over seeds",
+             lambda rows: any(r.get("kind") == "classification" for r in rows)),
+            (sts_sections, "sts", plot_sts, "STS-B test Spearman per pooling and method, 95 % bootstrap intervals", bool)):
+        section_md, section_rows = sections(params)
+        if plotted(section_rows):
+            plot(section_rows, figures / f"{name}.png")
+            section_md += [f"![{caption}](figures/{name}.png)", ""]
+        md += section_md
+        html_parts += _lines_to_html(section_md)
+        with atomic_path(out_dir / f"{name}.csv") as tmp:
+            pd.DataFrame(section_rows).to_csv(tmp, index=False, float_format="%.6g")
     from genbench.claims import claims_table
 
     stale_runs = {job.rsplit("-s", 1)[0] for job in stale}
@@ -515,6 +521,21 @@ PUBLISHED_NOTE = ("published: Karpukhin et al. 2022, Table 2, MNIST with SGD (M3
                   "(1000 steps of 64), no augmentation: the ordering, not the level, is what compares")
 
 
+def label_panel(ax, title: str, xlabel: str) -> None:
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel(xlabel, fontsize=8)
+    ax.tick_params(labelsize=7)
+
+
+def save_png(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
 def plot_accuracy(rows: list[dict[str, Any]], path: Path) -> None:
     """Test accuracy of each objective, mean ± std over seeds, one panel per dataset."""
     import matplotlib
@@ -532,13 +553,8 @@ def plot_accuracy(rows: list[dict[str, Any]], path: Path) -> None:
                 capsize=3)
         low = min(100 * r["accuracy"] - s for r, s in zip(group, std))
         ax.set_xlim(max(0.0, low - 2 * (100 - low) - 0.5), 100)
-        ax.set_title(f"{dataset} (n = {group[0]['n_test']}, {group[0]['seeds']} seeds)", fontsize=9)
-        ax.set_xlabel("test accuracy %", fontsize=8)
-        ax.tick_params(labelsize=7)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+        label_panel(ax, f"{dataset} (n = {group[0]['n_test']}, {group[0]['seeds']} seeds)", "test accuracy %")
+    save_png(fig, path)
 
 
 def _lines_to_html(lines: list[str]) -> list[str]:
@@ -565,12 +581,12 @@ def _lines_to_html(lines: list[str]) -> list[str]:
 
 def accuracy_sections(params) -> tuple[list[str], list[dict[str, Any]]]:
     """Markdown sections and CSV rows (one per run) of the supervised runs' metrics."""
-    from genbench.resolve import is_supervised
+    from genbench.resolve import task_module
 
     runs: dict[str, list[dict[str, Any]]] = {}
     for run, seed in params.jobs():
         path = metrics_path(run, seed)
-        if is_supervised(params, run) and path.is_file():
+        if task_module(params, run) == "genbench.score" and path.is_file():
             runs.setdefault(run, []).append(read_json(path))
     rows = []
     for run, ms in runs.items():
@@ -627,3 +643,99 @@ def accuracy_sections(params) -> tuple[list[str], list[dict[str, Any]]]:
                           f"{r['lr_chosen']} |")
             md.append("")
     return md, rows
+
+
+# --------------------------------------------------------------------------------------------------
+# Sentence embeddings on STS-B: BERT-whitening against BERT-flow
+# --------------------------------------------------------------------------------------------------
+def _sts_method(r: dict[str, Any], dim: int) -> str:
+    name = r["method"] + ("" if r["k"] == dim else f"-{r['k']}")
+    return name + ("" if r["fit"] in (None, "all") else " (train only)")
+
+
+def sts_sections(params) -> tuple[list[str], list[dict[str, Any]]]:
+    """One table per sentence-embedding run: pooling x method rows, dev and test Spearman with their 95 %
+    bootstrap intervals (the flow: mean ± std over its seeds, which change its initialisation and held-out
+    sentences; encoding and whitening do not depend on the seed)."""
+    from genbench.claims import PUBLISHED_STS, _metrics
+
+    md, rows = [], []
+    for run, spec in params.runs.items():
+        if spec.model != "bertflow":
+            continue
+        ms = [m for m in _metrics(params, run) if m.get("kind") == "sts"]
+        if not ms:
+            continue
+        m0, dim = ms[0], ms[0]["dim"]
+        for r in m0["rows"]:
+            same = [next(x for x in m["rows"] if (x["pooling"], x["method"], x["fit"], x["k"]) ==
+                         (r["pooling"], r["method"], r["fit"], r["k"])) for m in ms]
+            row = {"run": run, "encoder": m0["encoder"], "pooling": r["pooling"], "method": _sts_method(r, dim),
+                   "fit": r["fit"], "k": r["k"], "seeds": len(ms) if r["method"] == "flow" else 1}
+            for split in ("dev", "test"):
+                values = pd.Series([x[split]["spearman"] for x in same], dtype=float)
+                row[f"{split}_spearman"] = float(values.mean())
+                row[f"{split}_spearman_seed_std"] = float(values.std(ddof=1)) if r["method"] == "flow" and len(values) > 1 \
+                    else float("nan")
+                row[f"{split}_spearman_ci95_lo"], row[f"{split}_spearman_ci95_hi"] = r[split]["spearman_ci95"]
+                row[f"{split}_pearson"] = float(pd.Series([x[split]["pearson"] for x in same]).mean())
+                row[f"{split}_n"] = r[split]["n"]
+            key = row["method"] if r["fit"] in (None, "all") else None
+            row["published_test"] = PUBLISHED_STS.get(key) if r["pooling"] == "first-last-avg" else None
+            rows.append(row)
+        enc = m0["encoding"]
+        md += [f"## Sentence embeddings on STS-B: BERT-whitening vs BERT-flow ({run})", "",
+               f"Encoder `{m0['encoder']}` ({enc['layers']} layers, {dim}-d, {enc['encoder_parameters'] / 1e6:.1f} M "
+               f"parameters), frozen; {enc['sentences']} distinct sentences. Each pair is scored by the cosine of its "
+               "two vectors; Spearman x 100 against the gold scores, [95 % bootstrap interval over pairs]. Whitening "
+               f"(Su et al. 2021) and the flow (Li et al. 2020) are fitted on the unlabeled sentences of train + dev + "
+               f"test ({m0['fitted_sentences']['all']}, the papers' setting) unless marked train only "
+               f"({m0['fitted_sentences']['train']}); `-k` keeps the k largest-variance directions. The flow's figures "
+               f"are the mean ± std over {len(ms)} seed(s). The papers use BERT-base; all-MiniLM-L6-v2 is fine-tuned "
+               "contrastively for sentence similarity (unlike raw BERT), so its raw vectors are already "
+               "isotropic-ish and the size, even the sign, of the effect may differ from the paper's. `first-last-avg` "
+               "averages the first transformer layer with the last; `embed-last-avg` the embedding layer's output "
+               "with the last (the papers' code differ on which \"first\" they mean). Published: Su et al. 2021, "
+               "Table 1, BERT-base first-last-avg.", "",
+               "| pooling | method | dev Spearman | test Spearman | test Pearson | published (test) |",
+               "|---|---|---|---|---|---|"]
+        for row in rows:
+            if row["run"] != run:
+                continue
+            cells = []
+            for split in ("dev", "test"):
+                spread = row[f"{split}_spearman_seed_std"]
+                value = f"{100 * row[f'{split}_spearman']:.2f}" + ("" if math.isnan(spread) else f" ± {100 * spread:.2f}")
+                cells.append(f"{value} [{100 * row[f'{split}_spearman_ci95_lo']:.1f}, "
+                             f"{100 * row[f'{split}_spearman_ci95_hi']:.1f}]")
+            pub = "—" if row["published_test"] is None else f"{row['published_test']:.2f}"
+            md.append(f"| {row['pooling']} | {row['method']} | {cells[0]} | {cells[1]} | "
+                      f"{100 * row['test_pearson']:.2f} | {pub} |")
+        flows = m0["flows"]
+        md += ["", "Time: encoding {:.0f} s ({:.0f} sentences/s); whitening fit {:.3f} s; flow training {} "
+               "(steps: {}).".format(enc["encode_s"], enc["sentences_per_s"], m0["fitting_s"]["whitening"],
+                                     ", ".join(f"{p} {f['train_time_s']:.0f} s" for p, f in flows.items()),
+                                     ", ".join(f"{p} {f['steps']}" for p, f in flows.items())), ""]
+    return md, rows
+
+
+def plot_sts(rows: list[dict[str, Any]], path: Path) -> None:
+    """Test Spearman of each method, one panel per pooling, with the 95 % bootstrap intervals."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    poolings = list(dict.fromkeys(r["pooling"] for r in rows))
+    fig, axes = plt.subplots(1, len(poolings), figsize=(3.6 * len(poolings), 3.2), squeeze=False, sharey=True)
+    for ax, pooling in zip(axes.flat, poolings):
+        group = [r for r in rows if r["pooling"] == pooling]
+        value = [100 * r["test_spearman"] for r in group]
+        err = [[v - 100 * r["test_spearman_ci95_lo"] for v, r in zip(value, group)],
+               [100 * r["test_spearman_ci95_hi"] - v for v, r in zip(value, group)]]
+        colors = ["tab:gray" if r["method"] == "raw" else "tab:orange" if r["method"].startswith("flow") else "tab:blue"
+                  for r in group]
+        ax.barh([r["method"] for r in group], value, xerr=err, color=colors, capsize=3)
+        ax.set_xlim(min(v - e for v, e in zip(value, err[0])) - 3, max(v + e for v, e in zip(value, err[1])) + 1)
+        label_panel(ax, pooling, "STS-B test Spearman x 100")
+    save_png(fig, path)

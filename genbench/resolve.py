@@ -157,17 +157,25 @@ def family_module(params: Params, run: str) -> str:
     return MODELS[params.run(run).model].cls.__module__
 
 
-def is_supervised(params: Params, run: str) -> bool:
-    """Runs of a supervised model (genbench.models.accuracy): trained on labels, one training per learning
-    rate in train.lr_trials, scored by the `score` stage instead of sample + evaluate."""
+def task_module(params: Params, run: str) -> str | None:
+    """The module that trains and scores a run that has a `score` stage instead of sample + evaluate:
+    genbench.score for the supervised models (genbench.models.accuracy: trained on labels, one training per
+    learning rate in train.lr_trials), genbench.sts for the sentence-embedding ones (genbench.models.sentence:
+    one BERT-flow per pooling, scored on STS-B); None for a generative run."""
     from genbench.models import MODELS
 
-    return hasattr(MODELS[params.run(run).model].cls, "task_data")
+    cls = MODELS[params.run(run).model].cls
+    return "genbench.sts" if hasattr(cls, "sentence_task") else "genbench.score" if hasattr(cls, "task_data") else None
+
+
+def is_supervised(params: Params, run: str) -> bool:
+    """Runs scored by the `score` stage (accuracy experiments, sentence embeddings), not sampled and evaluated."""
+    return task_module(params, run) is not None
 
 
 def train_code(params: Params, run: str) -> dict[str, str]:
-    """The source files a run's train stage uses (supervised runs' learning-rate trials: genbench.score)."""
-    extra = ("genbench.score",) if is_supervised(params, run) else ()
+    """The source files a run's train stage uses (a scored run's trainings: its task module)."""
+    extra = (task_module(params, run),) if is_supervised(params, run) else ()
     return code_hashes(*STAGE_ENTRIES["train"], *extra, family_module(params, run))
 
 
@@ -222,7 +230,8 @@ def stage_documents(params: Params) -> dict[Path, dict[str, Any]]:
             "code": train_code(params, run)}
         if is_supervised(params, run):
             docs[resolved_path("score", job)] = {**model, "train": asdict(spec.train), **threads,
-                                                 "code": code_hashes(*STAGE_ENTRIES["score"], family)}
+                                                 **({"eval_seed": params.eval.seed} if task_module(params, run) == "genbench.sts" else {}),
+                                                 "code": code_hashes(task_module(params, run), family)}
             continue
         sample_eval = {k: getattr(params.eval, k) for k in ("sample_batch_size", "seed")}
         docs[resolved_path("sample", job)] = {

@@ -41,11 +41,12 @@ def trial_dir(run_folder: Path, lr: float) -> Path:
 
 
 class TrialTracker(Tracker):
-    """The job's MLflow run, with every metric of one learning-rate trial named `lr=<lr>/<metric>`."""
+    """The job's MLflow run, with every metric of one of its trainings named `<prefix><metric>` (a learning-rate
+    trial: `lr=<lr>/`; a sentence-embedding run's flow: `<pooling>/`)."""
 
-    def __init__(self, parent: Tracker, lr: float):
+    def __init__(self, parent: Tracker, prefix: str):
         super().__init__(parent.folder, parent.record)
-        self.prefix = f"lr={lr:g}/"
+        self.prefix = prefix
 
     def _named(self, row: dict[str, Any]) -> dict[str, Any]:
         return {(k if k == "step" else self.prefix + k): v for k, v in row.items()}
@@ -71,7 +72,7 @@ def train_trials(job: Job, run_folder: Path, tracker: Tracker) -> dict[str, Any]
     for lr in learning_rates(job.spec):
         trial = replace(job, spec=replace(job.spec, train=replace(job.spec.train, lr=lr, lr_trials=None)))
         print(f"[{job.name}] learning-rate trial {lr:g}")
-        trial_tracker = TrialTracker(tracker, lr)
+        trial_tracker = TrialTracker(tracker, f"lr={lr:g}/")
         outcomes[f"{lr:g}"] = train(trial, trial_dir(run_folder, lr), tracker=trial_tracker)
         trial_tracker.log_history(trial_dir(run_folder, lr) / "stats.jsonl")
     diverged = [lr for lr, o in outcomes.items() if o["status"] == "diverged"]

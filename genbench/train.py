@@ -217,8 +217,12 @@ def _sync_log(path: Path, total: int, last_rows: list[dict]) -> None:
         tmp.write_text("".join(line + "\n" for line in kept))
 
 
-def train(job: Job, run_dir: Path, *, tracker: Tracker | None = None, stop_after: int | None = None) -> dict:
+def train(job: Job, run_dir: Path, *, tracker: Tracker | None = None, stop_after: int | None = None,
+          data: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict:
     """Train (or resume) one job; returns the outcome written to run_dir/outcome.json.
+
+    data: (train, validation) tensors to train on instead of the prepared splits of the job's dataset (a
+    stage that derives its training data, genbench.sts: sentence vectors); the model's data shape is theirs.
 
     Everything that can refuse the job (the data, the batch size, building the model) runs before any
     file is touched. A new run trains in run_dir/.in_progress/ and replaces the finished run in run_dir
@@ -232,13 +236,17 @@ def train(job: Job, run_dir: Path, *, tracker: Tracker | None = None, stop_after
     seed_everything(job.seed, job.harness)
     device = select_device(job.harness)
     info = dataset_info(job.spec.dataset)
-    train_x, train_y = load_split(Path(job.data_dir), "train")
-    val_x, val_y = load_split(Path(job.data_dir), "val")
+    if data is None:
+        (train_x, train_y), (val_x, val_y) = (load_split(Path(job.data_dir), split) for split in ("train", "val"))
+        shape = tuple(info.shape)
+    else:
+        (train_x, val_x), shape = data, tuple(data[0].shape[1:])
+        train_y, val_y = torch.zeros(len(train_x)), torch.zeros(len(val_x))
     if cfg.batch_size > len(train_x):
         raise GenbenchError(f"runs.{job.run}.train.batch_size {cfg.batch_size} exceeds the {len(train_x)} "
                             f"training examples of {job.spec.dataset}; lower it")
 
-    model = build_model(job.spec.model, job.spec.model_config, tuple(info.shape)).to(device)
+    model = build_model(job.spec.model, job.spec.model_config, shape).to(device)
     # supervised models (genbench.models.accuracy) define their task from a split and train on (inputs, targets)
     supervised = hasattr(model, "task_data")
     if supervised:
@@ -332,7 +340,7 @@ def train(job: Job, run_dir: Path, *, tracker: Tracker | None = None, stop_after
         return val
 
     def save_selected(m: GenerativeModel, step: int, val: float) -> None:
-        blob = {"model_name": job.spec.model, "model_config": job.spec.model_config, "data_shape": list(info.shape),
+        blob = {"model_name": job.spec.model, "model_config": job.spec.model_config, "data_shape": list(shape),
                 "state_dict": m.state_dict(), "meta": {"step": step, "val_loss": val, "ema": ema is not None,
                                                         "config": config}}
         with atomic_path(work / "model.pt") as tmp:
@@ -418,7 +426,7 @@ def train(job: Job, run_dir: Path, *, tracker: Tracker | None = None, stop_after
     if hasattr(model, "calibrate"):  # statistics of the selected network (Analytic-DPM's Gamma_n), stored with it
         t0 = time.perf_counter()
         blob = load_blob(work / "model.pt", device, f"delete {work} to train from scratch")
-        selected = build_model(job.spec.model, job.spec.model_config, tuple(info.shape)).to(device)
+        selected = build_model(job.spec.model, job.spec.model_config, shape).to(device)
         selected.load_state_dict(blob["state_dict"])
         selected.calibrate(train_x, torch.Generator(device=device).manual_seed(job.seed + 104_729),
                            progress=job.harness.progress)

@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-reports/ci}
 bash scripts/setup.sh
+source scripts/env.sh
 export PATH="$PWD/.venv/bin:$PATH"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+source scripts/env.sh
 export PATH="$PWD/.venv/bin:$PATH"
 genbench validate
 genbench resolve > /dev/null   # the job list of params.yaml, before DVC reads it

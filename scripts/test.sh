@@ -3,5 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+source scripts/env.sh
 export PATH="$PWD/.venv/bin:$PATH"
 exec python -m pytest -q -p no:cacheprovider tests "$@"

@@ -23,19 +23,20 @@ import numpy as np
 
 import genbench
 from genbench import GenbenchError
-from genbench.data import cifar10, digits, fashion_mnist, mnist, toy2d
+from genbench.data import cifar10, digits, fashion_mnist, mnist, sts, toy2d
 from genbench.data.base import LoadRequest, RawData
 from genbench.io import atomic_dir, read_json, sha256_file, write_json
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "val", "test")
+KINDS = ("image", "points", "pairs")
 
 
 @dataclass(frozen=True)
 class DatasetInfo:
     name: str
-    kind: str  # "image" | "points"
-    shape: tuple[int, ...]  # (C, H, W) for images, (2,) for points
+    kind: str  # "image" | "points" | "pairs"
+    shape: tuple[int, ...]  # (C, H, W) for images, (2,) for points and sentence pairs
     num_classes: int  # 0: unlabelled
     description: str
     loader: Callable[[LoadRequest], RawData]
@@ -48,8 +49,8 @@ def register(dataset: DatasetInfo) -> DatasetInfo:
     """Add ``dataset`` to DATASETS; a name registered twice is a programming error."""
     if dataset.name in DATASETS:
         raise ValueError(f"dataset {dataset.name!r} is already registered")
-    if dataset.kind not in ("image", "points"):
-        raise ValueError(f"dataset {dataset.name!r}: kind must be 'image' or 'points'")
+    if dataset.kind not in KINDS:
+        raise ValueError(f"dataset {dataset.name!r}: kind must be one of {', '.join(KINDS)}")
     DATASETS[dataset.name] = dataset
     return dataset
 
@@ -72,6 +73,9 @@ _TOY_DESCRIPTIONS = {
 for _toy in toy2d.TOYS:
     register(DatasetInfo(f"toy_{_toy}", "points", (2,), 0, "2-D toy: " + _TOY_DESCRIPTIONS[_toy],
                          toy2d.loader(_toy)))
+register(DatasetInfo("stsbenchmark", "pairs", (2,), 0,
+                     "STS Benchmark sentence pairs with gold similarity 0..5: 5749 train / 1500 dev / 1379 test",
+                     sts.load))
 
 
 def info(name: str) -> DatasetInfo:
@@ -110,16 +114,25 @@ def prepare(name: str, out_dir: Path, *, local_dir: Path | None = None, val_size
         raise GenbenchError(f"val_size must be an integer in 0..{n_train - 1} for {name} (its training "
                             f"set has {n_train} examples), got {val_size!r}")
 
-    order = np.random.default_rng(seed).permutation(n_train)
-    val_idx, train_idx = np.sort(order[:val_size]), np.sort(order[val_size:])[:train_limit]
-    dtype = np.uint8 if dataset.kind == "image" else np.float32
-    splits = {
-        "train": (raw.x_train[train_idx], raw.y_train[train_idx]),
-        "val": (raw.x_train[val_idx], raw.y_train[val_idx]),
-        "test": (raw.x_test[:test_limit], raw.y_test[:test_limit]),
-    }
+    if dataset.kind == "pairs":  # official train / dev / test files: the dev set is the validation split
+        if val_size != 0:
+            raise GenbenchError(f"data.datasets.{name}.val_size must be 0: its validation split is the official "
+                                f"dev set, got {val_size!r}")
+        n_dev = raw.provenance["splits"]["dev"]
+        splits = {"train": (raw.x_train[:train_limit], raw.y_train[:train_limit]),
+                  "val": (raw.x_test[:n_dev][:test_limit], raw.y_test[:n_dev][:test_limit]),
+                  "test": (raw.x_test[n_dev:][:test_limit], raw.y_test[n_dev:][:test_limit])}
+    else:
+        order = np.random.default_rng(seed).permutation(n_train)
+        val_idx, train_idx = np.sort(order[:val_size]), np.sort(order[val_size:])[:train_limit]
+        splits = {
+            "train": (raw.x_train[train_idx], raw.y_train[train_idx]),
+            "val": (raw.x_train[val_idx], raw.y_train[val_idx]),
+            "test": (raw.x_test[:test_limit], raw.y_test[:test_limit]),
+        }
+    dtype = np.float32 if dataset.kind == "points" else np.uint8
     for split, (x, y) in splits.items():
-        if x.shape[1:] != dataset.shape or x.dtype != dtype or y.shape != (len(x),):
+        if x.shape[1:len(dataset.shape) + 1] != dataset.shape or x.dtype != dtype or y.shape != (len(x),):
             raise AssertionError(f"{name} loader returned {split} x {x.dtype} {x.shape}, y {y.shape}")
 
     manifest = {
@@ -144,7 +157,8 @@ def prepare(name: str, out_dir: Path, *, local_dir: Path | None = None, val_size
         manifest.update(toy_train_size=toy_train_size, toy_test_size=toy_test_size)
     with atomic_dir(out_dir) as tmp:
         for split, (x, y) in splits.items():
-            _write_npz(tmp / f"{split}.npz", x=x, y=y.astype(np.int64))
+            # labels are int64; a pair's gold similarity stays float32
+            _write_npz(tmp / f"{split}.npz", x=x, y=y if dataset.kind == "pairs" else y.astype(np.int64))
             manifest["files"][split] = {"path": f"{split}.npz", "sha256": sha256_file(tmp / f"{split}.npz")}
         write_json(tmp / "manifest.json", manifest)
     located = {key: raw.provenance[key] for key in ("source", "source_dir")}
@@ -155,7 +169,8 @@ def prepare(name: str, out_dir: Path, *, local_dir: Path | None = None, val_size
 def load_split(prepared_dir: Path, split: str):
     """``(x, y)`` tensors of one split of a prepared directory, after checking its sha256.
 
-    ``x``: uint8 N x C x H x W (images) or float32 N x 2 (points); ``y``: int64 N.
+    ``x``: uint8 N x C x H x W (images), float32 N x 2 (points) or uint8 N x 2 x L (sentence pairs as
+    UTF-8, genbench.data.sts.decode_pairs); ``y``: int64 N (float32 gold similarities for pairs).
     """
     import torch
 
