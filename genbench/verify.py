@@ -53,7 +53,8 @@ NO_INTERVAL = "differs-no-interval"
 SETTINGS = frozenset({"n", "n_gen", "n_ref", "k", "kid_subsets", "kid_subset_size", "kid_subset_size_requested",
                       "prc_neighborhood", "seed", "modes_total", "min_share"})
 # a likelihood figure's own standard error (over test examples): its interval, not a figure of its own
-STDERR_OF = {"nll_nats": "stderr", "bits_per_dim": "stderr", "kl_nats": "kl_stderr"}
+STDERR_OF = {"nll_nats": "stderr", "bits_per_dim": "stderr", "kl_nats": "kl_stderr", "accuracy": "accuracy_stderr",
+             "cross_entropy": "cross_entropy_stderr", "exact_match": "exact_match_stderr", "spearman": "spearman_stderr"}
 NOISE_KEYS = frozenset(STDERR_OF.values())
 
 
@@ -92,17 +93,29 @@ def figures(metrics: dict[str, Any]) -> dict[str, float]:
             out.update(_record_figures(f"variants.{name}.{extractor}", record))
     for name, record in (metrics.get("nll_table") or {}).items():
         out.update(_record_figures(f"nll_table.{name}", record, NOISE_KEYS))
+    if isinstance(metrics.get("test"), dict):  # a supervised run's test figures (genbench.score)
+        out.update(_record_figures("test", metrics["test"], NOISE_KEYS))
+    for row in metrics.get("rows") or []:  # a sentence-embedding run's correlations (genbench.sts)
+        for split in ("dev", "test"):
+            out.update(_record_figures(f"sts.{_sts_row(row)}.{split}", row[split], NOISE_KEYS))
     return out
+
+
+def _sts_row(row: dict[str, Any]) -> str:
+    return f"{row['pooling']}.{row['method']}-{row['fit']}-{row['k']}"
 
 
 def own_stderrs(metrics: dict[str, Any]) -> dict[str, float]:
     """{figure: its standard error over test examples} for the figures that carry one."""
     out: dict[str, float] = {}
-    for section in ("likelihood", "nll_table"):
-        for name, record in (metrics.get(section) or {}).items():
-            for key, noise in STDERR_OF.items():
-                if _is_number(record.get(key)) and _is_number(record.get(noise)):
-                    out[f"{section}.{name}.{key}"] = record[noise]
+    records = [(f"{section}.{name}", record) for section in ("likelihood", "nll_table")
+               for name, record in (metrics.get(section) or {}).items()]
+    records += [("test", metrics["test"])] if isinstance(metrics.get("test"), dict) else []
+    records += [(f"sts.{_sts_row(row)}.{split}", row[split]) for row in metrics.get("rows") or [] for split in ("dev", "test")]
+    for prefix, record in records:
+        for key, noise in STDERR_OF.items():
+            if _is_number(record.get(key)) and _is_number(record.get(noise)):
+                out[f"{prefix}.{key}"] = record[noise]
     return out
 
 
@@ -378,14 +391,16 @@ def main(args) -> int:
             if not path.is_file():
                 raise GenbenchError(f"{metrics_path(run, seed)} is not committed (HEAD {head[:12]}): "
                                     f"nothing to verify for {run} seed {seed}; run and commit "
-                                    f"`dvc repro evaluate@{run}-{seed}` first, or leave {run} out")
+                                    f"`dvc repro` of {run}-{seed} first, or leave {run} out")
             metrics = _read_metrics(path)
             if metrics.get("profile", params.profile) != params.profile:
                 raise GenbenchError(f"{metrics_path(run, seed)} was produced on profile '{metrics.get('profile')}' "
                                     f"but HEAD's params.yaml selects '{params.profile}': commit that profile's "
                                     "metrics or set `profile:` to match")
             committed.setdefault(run, {})[seed] = metrics
-        targets = [f"evaluate@{run}-{seed}" for run, seed in jobs]
+        from genbench.resolve import is_supervised  # scored runs (accuracy, sentence embeddings) end in `score`
+
+        targets = [f"{'score' if is_supervised(params, run) else 'evaluate'}@{run}-{seed}" for run, seed in jobs]
         print(f"verifying HEAD {head[:12]} (profile {params.profile}, K = {args.k:g}): {', '.join(runs)}\n"
               f"  runs: {why}\n  jobs: {', '.join(f'{r}-s{s}' for r, s in jobs)}", flush=True)
         if args.dry_run:

@@ -237,3 +237,20 @@ def test_verify_reproduces_a_committed_2d_row_bit_for_bit(tmp_path, monkeypatch,
     assert "warning" not in same.stderr  # the copy is committed: nothing unverified
 
     print(f"integration test: {time.perf_counter() - t0:.1f} s")
+
+
+def test_scored_runs_figures_carry_their_own_stderrs():
+    """A supervised run's test figures and a sentence-embedding run's correlations are verified like the
+    generative ones, each with its own standard error (binomial, bootstrap over pairs) as its interval."""
+    accuracy = {"test": {"n": 297, "accuracy": 0.98, "accuracy_stderr": 0.008, "cross_entropy": 0.07,
+                         "cross_entropy_stderr": 0.01, "ece": 0.02}, "score_time_s": 3.0}
+    assert figures(accuracy) == {"test.accuracy": 0.98, "test.cross_entropy": 0.07, "test.ece": 0.02}
+    assert own_stderrs(accuracy) == {"test.accuracy": 0.008, "test.cross_entropy": 0.01}
+    row = {"pooling": "cls", "method": "whitening", "fit": "all", "k": 256,
+           "dev": {"n": 1500, "spearman": 0.8, "spearman_ci95": [0.78, 0.82], "spearman_stderr": 0.01, "pearson": 0.79},
+           "test": {"n": 1379, "spearman": 0.75, "spearman_ci95": [0.73, 0.77], "spearman_stderr": 0.012, "pearson": 0.7}}
+    sts = {"rows": [row], "dim": 384, "fitting_s": {"whitening": 0.1}}
+    assert figures(sts) == {"sts.cls.whitening-all-256.dev.spearman": 0.8, "sts.cls.whitening-all-256.dev.pearson": 0.79,
+                            "sts.cls.whitening-all-256.test.spearman": 0.75, "sts.cls.whitening-all-256.test.pearson": 0.7}
+    assert own_stderrs(sts)["sts.cls.whitening-all-256.test.spearman"] == 0.012
+    assert classify(0.75, 0.76, stderr_interval(0.75, 0.012)) == WITHIN
