@@ -103,6 +103,8 @@ def aggregate(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """Mean and sample std over seeds per run; a run with a diverged seed says so."""
     df = pd.DataFrame(rows)
     out = []
+    if df.empty:  # a profile of scored runs only (accuracy, sentence embeddings): their own sections
+        return pd.DataFrame(columns=["run", "model", "dataset", "seeds"])
     for run, group in df.groupby("run", sort=False):
         rec: dict[str, Any] = {"run": run, "model": group["model"].iloc[0], "dataset": group["dataset"].iloc[0],
                                "seeds": len(group)}
@@ -489,8 +491,8 @@ def _build(params, out_dir: Path) -> pd.DataFrame:
                               f"<figcaption>{html.escape(caption)}</figcaption></figure>")
             md.append(f"![{caption}](figures/{dest.name})")
     md.append("")
-    listed = {dest for items, _ in job_figures.values() for _, dest in items} | {figures / "curves.png",
-                                                                                 figures / "accuracy.png"}
+    listed = {dest for items, _ in job_figures.values() for _, dest in items} | \
+        {figures / f"{name}.png" for name in ("curves", "accuracy", "sts")}
     for stale in set(figures.glob("*.png")) - listed:
         stale.unlink()
     html_parts += ["<h2>Training curves</h2>", "<img src='figures/curves.png'>", "</body></html>"]

@@ -255,3 +255,10 @@ def test_train_and_score_a_tiny_job(tmp_path, monkeypatch):
     first = m["rows"]
     subprocess.run(cli + ["score", "--run", "sts_tiny", "--seed", "0"], env=env, check=True, capture_output=True)
     assert json.loads((tmp_path / "metrics" / "sts_tiny-s0.json").read_text())["rows"] == first
+    # the report: its section, table and figure, and the claims (one seed: the flow claim waits for seeds)
+    subprocess.run(cli + ["report"], env=env, check=True, capture_output=True)
+    board = (tmp_path / "reports" / "leaderboard.md").read_text()
+    assert "## Sentence embeddings on STS-B" in board and (tmp_path / "reports" / "figures" / "sts.png").is_file()
+    assert "| cls | whitening-64 (train only) |" in board
+    assert "whitening >= flow in STS-B test Spearman x 100 (cls" in board and "needs >= 3" in board
+    assert (tmp_path / "reports" / "sts.csv").read_text().count("last-avg") == 6
