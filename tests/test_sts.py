@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 import subprocess
 import sys
 import tarfile
@@ -26,7 +27,10 @@ from genbench.sts import (bootstrap_spearman, correlation_figures, flow_split, p
 from tests.test_data import http_mirror, isolated_env  # noqa: F401  (fixtures: no network, private cache)
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_ARCHIVE = REPO.parent / "shared" / "data" / "stsbenchmark" / "Stsbenchmark.tar.gz"
+# the canonical archive: in $GENBENCH_DATA_DIR (scripts/env.sh sets it) or the workplace's ../shared/data; read at
+# import, before the data fixtures clear the variable
+SHARED_ARCHIVE = Path(os.environ.get("GENBENCH_DATA_DIR") or REPO.parent / "shared" / "data") / "stsbenchmark" / \
+    "Stsbenchmark.tar.gz"
 
 
 def fake_archive(path: Path, sizes=sts.OFFICIAL_SIZES) -> bytes:
