@@ -171,11 +171,11 @@ def method_vectors(corpus: Corpus, config, vectors: torch.Tensor, flow) -> dict[
     dim = vectors.shape[1]
     out: dict[tuple[str, str | None, int], Any] = {("raw", None, dim): (vectors.double(), 0.0)}
     for fit in ("all", "train"):
-        fitted = vectors[corpus.fitted(fit)]
+        t0 = time.perf_counter()
+        mu, w = fit_whitening(vectors[corpus.fitted(fit)])  # one fit: each k keeps W's first k columns
+        seconds = time.perf_counter() - t0
         for k in [dim] + [k for k in config.whitening_dims if k < dim]:
-            t0 = time.perf_counter()
-            mu, w = fit_whitening(fitted, None if k == dim else k)
-            out[("whitening", fit, k)] = (whiten(vectors, mu, w), time.perf_counter() - t0)
+            out[("whitening", fit, k)] = (whiten(vectors, mu, w[:, :k]), seconds)
     t0 = time.perf_counter()
     out[("flow", config.fit, dim)] = (flow.latents(vectors[:, flow_dims(corpus, config, vectors)]),
                                       time.perf_counter() - t0)
