@@ -11,7 +11,7 @@ import torch
 from genbench.metrics.likelihood import LOG_NUM_BINS, dequantize, nats_to_bits_per_dim
 from genbench.models import build_model
 from genbench.models.flows import (AutoregressiveTransformerFlow, Bijector, Chain, FlowContext,
-                                   InvertibleResidualBlock, SpectralNormConv, ActNorm, exact_residual_logdet,
+                                   InvertibleResidualBlock, SpectralNormConv, ActNorm, DiagonalScaling, exact_residual_logdet,
                                    power_series_logdet)
 
 FLOWS = {
@@ -145,6 +145,31 @@ def test_actnorm_data_dependent_init_standardises_each_channel():
     torch.testing.assert_close(y.mean((0, 2, 3)), torch.zeros(3), atol=1e-5, rtol=0)
     torch.testing.assert_close(y.std((0, 2, 3), unbiased=False), torch.ones(3), atol=1e-4, rtol=0)
     assert int(layer.initialized) == 1 and "initialized" in layer.state_dict()
+
+
+def test_nice_data_dependent_scaling_starts_at_the_priors_spread_and_keeps_an_exact_logdet():
+    x = torch.rand(256, 6, dtype=torch.float64) * torch.tensor([1 / 256, 0.5, 1.0, 3.0, 1e-3, 1.0], dtype=torch.float64)
+    layer = DiagonalScaling(6, init_rms=math.pi / math.sqrt(3)).double().train()
+    y, logdet = layer(x)
+    torch.testing.assert_close(y.square().mean(0).sqrt(), torch.full((6,), math.pi / math.sqrt(3), dtype=torch.float64))
+    assert int(layer.initialized) == 1 and "initialized" in layer.state_dict()
+    before = layer.log_scale.detach().clone()
+    layer(2 * x)  # initialised once: a later batch changes nothing
+    torch.testing.assert_close(layer.log_scale.detach(), before)
+    torch.testing.assert_close(logdet, brute_logdet(lambda v: layer(v)[0], x))
+    assert "initialized" not in DiagonalScaling(6).state_dict()   # the paper's zero start: old checkpoints load
+    # the whole NICE flow with it: its log-det against the brute-force Jacobian
+    torch.manual_seed(0)
+    model = build_model("nice", dict(FLOWS["nice"], scale_init="data"), IMAGE).double().train()
+    y = inputs(model, 32)
+    model.network.log_prob(y, ctx())
+    scaling = [m for m in model.modules() if isinstance(m, DiagonalScaling)][0]
+    assert int(scaling.initialized) == 1 and scaling.log_scale.min() > 1.0   # dequantised pixels in [0, 1]: spread up
+    y = y[:3]
+    _, _, logdet = model.eval().network.forward_latents(y, ctx())
+    expected = brute_logdet(lambda v: torch.cat([z.flatten(1) for z in model.network.forward_latents(v, ctx())[0]], 1),
+                            y)
+    torch.testing.assert_close(logdet, expected, atol=1e-7, rtol=1e-7)
 
 
 def test_spectral_normalisation_bounds_the_operator_norm_of_the_convolution():

@@ -304,13 +304,30 @@ class Coupling(Bijector):
 
 
 class DiagonalScaling(Bijector):
-    """NICE's last layer, h -> exp(s) * h, log|det| = sum(s) (Dinh et al. 2014, sec. 3.3)."""
+    """NICE's last layer, h -> exp(s) * h, log|det| = sum(s) (Dinh et al. 2014, sec. 3.3).
 
-    def __init__(self, dims: int):
+    s starts at 0 (the paper), or, given `init_rms`, from the first training batch so that every
+    coordinate's root mean square is `init_rms` (a data-dependent start like Glow's ActNorm). Adam moves
+    s by about the learning rate per step, so from 0 the scale of a near-constant pixel, which wants
+    s of about 6, takes thousands of steps to arrive: the paper's 1500 epochs hide that, a short run
+    measures it."""
+
+    def __init__(self, dims: int, init_rms: float | None = None):
         super().__init__()
         self.log_scale = nn.Parameter(torch.zeros(1, dims))
+        self.init_rms = init_rms
+        if init_rms is not None:
+            self.register_buffer("initialized", torch.tensor(0, dtype=torch.uint8))
+
+    @torch.no_grad()
+    def initialize(self, x: torch.Tensor) -> None:
+        rms = x.square().mean(dim=0, keepdim=True).sqrt()
+        self.log_scale.copy_(math.log(self.init_rms) - torch.log(rms.clamp_min(1e-8)))
+        self.initialized.fill_(1)
 
     def forward(self, x, ctx=None):
+        if self.init_rms is not None and self.training and not self.initialized:
+            self.initialize(x)
         return x * torch.exp(self.log_scale), self.log_scale.sum().expand(x.shape[0])
 
     def inverse(self, y, ctx=None):
@@ -733,6 +750,7 @@ class NICEConfig:
     prior: Literal["logistic", "gaussian"] = "logistic"
     preprocess: Preprocess = "none"   # NICE models the dequantized data rescaled to [0, 1]
     logit_alpha: float = 0.05
+    scale_init: Literal["zero", "data"] = "zero"   # data: the scaling starts at the prior's spread (see DiagonalScaling)
 
 
 @register_model("nice", config=NICEConfig, data_kinds=("image", "points"),
@@ -749,7 +767,8 @@ class NICE(Flow):
         for i in range(c.coupling_layers):
             mask = (torch.arange(d) % 2 == i % 2).float().view(1, d)
             layers.append(Coupling(mask, mlp(d, c.hidden_units, c.hidden_layers, d), "additive"))
-        layers.append(DiagonalScaling(d))
+        prior_std = math.pi / math.sqrt(3) if c.prior == "logistic" else 1.0
+        layers.append(DiagonalScaling(d, prior_std if c.scale_init == "data" else None))
         return [(Chain(layers), None)], c.prior
 
 
