@@ -226,7 +226,58 @@ def claims(params) -> list[Claim]:
     out += diffusion_claims(params)
     out += accuracy_claims(params)
     out += sts_claims(params)
+    out += catvae_claims(params)
     return out
+
+
+def catvae_claims(params) -> list[Claim]:
+    """Jang et al.'s ordering of the estimators in test -ELBO (Gumbel-Softmax lowest; >= 3 seeds a side), and
+    the estimator study's claim on the GS-trained network: as tau falls the GS gradient's bias falls and its
+    variance grows (smallest against largest tau of the study; errors over images, or over seeds)."""
+    by_estimator: dict[tuple[str, str], str] = {}
+    for run, spec in params.runs.items():
+        if spec.model == "catvae":
+            by_estimator[(spec.dataset, spec.model_config.get("estimator", "gs"))] = run
+    out: list[Claim] = []
+    for (dataset, estimator), run in by_estimator.items():
+        if estimator != "gs":
+            continue
+        gs = binarized_figure(params, run, f"{run} -ELBO")
+        for other in ("sf", "st", "st-gs"):
+            rival = by_estimator.get((dataset, other))
+            worse = binarized_figure(params, rival, f"{rival} -ELBO") if rival else None
+            if gs and worse:
+                out.append(Claim(f"Gumbel-Softmax trains a lower test -ELBO than {other.upper()} ({dataset}, binarized, "
+                                 "nats)", "Jang, Gu & Poole 2017, Table 1 (VAE: GS 101.5, ST-GS 107.8, SF 110.6, ST 110.9)",
+                                 gs, worse, runs=(run, rival)))
+        rows = [m["studies"]["estimator_study"]["rows"] for m in _metrics(params, run)
+                if "estimator_study" in m.get("studies", {})]
+        taus = sorted({r["tau"] for r in rows[0] if r["estimator"] == "gs"}) if rows else []
+        if len(taus) < 2:
+            continue
+        low, high = taus[0], taus[-1]
+
+        def side(key: str, tau: float) -> Figure:
+            found = [next(r for r in rs if r["estimator"] == "gs" and r["tau"] == tau) for rs in rows]
+            return _combine(f"GS tau={tau:g} {key}", [(r[key], r[f"{key}_stderr"]) for r in found], "test-set",
+                            found[0]["examples"], "test split")
+
+        source = "Jang et al. 2017, sec. 2-3: the relaxation's bias vanishes and its variance grows as tau -> 0"
+        out.append(Claim(f"as tau falls ({high:g} -> {low:g}) the Gumbel-Softmax gradient's squared bias falls ({run})",
+                         source, side("bias2", low), side("bias2", high), needs_seeds=False, runs=(run,)))
+        out.append(Claim(f"as tau falls ({high:g} -> {low:g}) the Gumbel-Softmax gradient's variance grows ({run})",
+                         source, side("variance", low), side("variance", high), lower_is_better=False,
+                         needs_seeds=False, runs=(run,)))
+    return out
+
+
+def binarized_figure(params, run: str, label: str) -> Figure | None:
+    """Test -ELBO (nats, fixed binarization) of a categorical-VAE run: mean over seeds, or one seed's stderr."""
+    found = [m["studies"]["binarized"]["elbo"] for m in _metrics(params, run) if "binarized" in m.get("studies", {})]
+    if not found:
+        return None
+    return _combine(label, [(f["nll_nats"], f["stderr"]) for f in found], "test-set", found[0]["n"],
+                    "test split (binarized)")
 
 
 def accuracy_claims(params) -> list[Claim]:

@@ -439,9 +439,9 @@ OFFICIAL_TRAIN_SIZE = {"mnist": 60000, "fashion_mnist": 60000, "cifar10": 50000,
 # of steps (>= 1) but these, where 0 has a meaning ("0: no heads", "0: F2 = identity", Glow's default
 # of no residual blocks, "0: no MALA samples"); every float is finite and >= 0, > 0 for rates, tolerances
 # and step sizes (names ending so), < 1 for probabilities and coefficients below one.
-MODEL_ZERO_OK = {"moment_head_steps", "flow_layers", "res_blocks", "mcmc_steps", "task_seed"}
+MODEL_ZERO_OK = {"moment_head_steps", "flow_layers", "res_blocks", "mcmc_steps", "task_seed", "binarize_seed"}
 MODEL_POSITIVE = ("lr", "rtol", "atol", "eps", "beta_start", "beta_end", "step_size", "points_box",
-                  "logit_alpha", "lipschitz_coeff", "sigma")
+                  "logit_alpha", "lipschitz_coeff", "sigma", "tau", "taus")
 MODEL_BELOW_ONE = {"beta_start", "beta_end", "dropout", "restart_prob", "adam_betas", "lipschitz_coeff",
                    "logit_alpha"}
 

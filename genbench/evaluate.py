@@ -148,13 +148,23 @@ def encoder_scores(model, x: torch.Tensor, generator: torch.Generator) -> dict[s
     return out
 
 
-def model_studies(model, x: torch.Tensor, kind: str, params: Params, seed: int, device) -> dict[str, Any]:
+def model_studies(model, x: torch.Tensor, kind: str, params: Params, seed: int, device, run: str | None = None
+                  ) -> dict[str, Any]:
     """The family-specific figures some claims need: O-GAN's encoder, i-ResNet's log-det truncation
     bias at the training and evaluation series lengths (and a few more)."""
     generator = torch.Generator(device=device).manual_seed(params.eval.seed + seed + 43)
     out: dict[str, Any] = {}
     if hasattr(model, "reconstruct"):
         out["encoder"] = encoder_scores(model, x[:ENCODER_N].to(device), generator)
+    if hasattr(model, "binarized_bounds"):   # the categorical VAE: nats on binarized images, estimator study
+        x_bounds = x[: likelihood_examples(params, run)] if run is not None else x
+        bounds = model.binarized_bounds(x_bounds, generator, params.eval.iwae_k, params.eval.sample_batch_size)
+        out["binarized"] = {name: {"nll_nats": float(-v.mean()), "stderr": float(v.std() / math.sqrt(len(v))),
+                                   "n": len(v), **({"k": params.eval.iwae_k} if name == "iwae" else {})}
+                            for name, v in bounds.items()}
+        out["binarized"]["binarize_seed"] = model.config.binarize_seed
+        out["estimator_study"] = {"rows": model.estimator_study(x, generator), "trained_with": model.config.estimator,
+                                  "gaussian_check": model.gaussian_check(params.eval.seed + seed)}
     if hasattr(model, "logdet_truncation_study"):
         c = model.config
         terms = tuple(sorted({1, 2, 5, 10, c.series_terms_train, c.series_terms_eval}))
@@ -241,7 +251,7 @@ def evaluate_job(params: Params, run: str, seed: int, tracker: Tracker) -> dict[
     model, meta = load_trained(run_dir(run, seed), device)
     likelihood, nll_table = {}, {}
     x_ref, _ = load_split(prepared_dir(params.data.root, spec.dataset), params.eval.reference_split)
-    studies = model_studies(model, x_ref, info.kind, params, seed, device)
+    studies = model_studies(model, x_ref, info.kind, params, seed, device, run)
     if model.likelihood_kinds:
         x = x_ref[: likelihood_examples(params, run)]
         nll_table = likelihood_table(model, x, params, seed, device)
@@ -265,6 +275,8 @@ def evaluate_job(params: Params, run: str, seed: int, tracker: Tracker) -> dict[
                  for k, v in s.items() if isinstance(v, (int, float))})
     flat.update({f"bpd.{k}": v["bits_per_dim"] for k, v in likelihood.items() if "bits_per_dim" in v})
     flat.update({f"nll_nats.{k}": v["nll_nats"] for k, v in likelihood.items() if "nll_nats" in v})
+    flat.update({f"binarized.{k}.nll_nats": v["nll_nats"] for k, v in studies.get("binarized", {}).items()
+                 if isinstance(v, dict)})
     flat.update({f"encoder.{k}": v["mean"] for k, v in studies.get("encoder", {}).items() if isinstance(v, dict)})
     tracker.log_metrics(flat)
     tracker.set_tags({"protocol": {e: s["protocol"] for e, s in scores.items() if "protocol" in s}})

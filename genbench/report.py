@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from genbench.discrete_report import catvae_sections, plot_catvae
 from genbench.io import atomic_path, read_json
 from genbench.layout import job_name, metrics_path, run_dir, samples_dir
 from genbench.references import reference_for
@@ -84,6 +85,9 @@ def collect(params) -> list[dict[str, Any]]:
                 row[f"nll_nats[{kind}]"] = lk["nll_nats"]
                 if "kl_nats" in lk:
                     row[f"kl_nats[{kind}]"] = lk["kl_nats"]
+        for kind, lk in m.get("studies", {}).get("binarized", {}).items():   # the categorical VAE: binary images
+            if isinstance(lk, dict):
+                row[f"nll_nats[{kind}, binarized]"] = lk["nll_nats"]
         row["length"] = training_length(m["train"])
         row.update({"parameters": m["train"]["parameters"], "train_time_s": m["train"]["train_time_s"],
                     "train_images_per_s": m["train"]["train_images_per_s"],
@@ -448,7 +452,9 @@ def _build(params, out_dir: Path) -> pd.DataFrame:
     for sections, name, plot, caption, plotted in (
             (accuracy_sections, "accuracy", plot_accuracy, "test accuracy per objective and dataset, mean ± std over seeds",
              lambda rows: any(r.get("kind") == "classification" for r in rows)),
-            (sts_sections, "sts", plot_sts, "STS-B test Spearman per pooling and method, 95 % bootstrap intervals", bool)):
+            (sts_sections, "sts", plot_sts, "STS-B test Spearman per pooling and method, 95 % bootstrap intervals", bool),
+            (catvae_sections, "discrete", plot_catvae, "categorical VAE: -ELBO per estimator; gradient bias and variance "
+             "against the temperature", lambda rows: any(r["table"] == "bound" for r in rows))):
         section_md, section_rows = sections(params)
         if plotted(section_rows):
             plot(section_rows, figures / f"{name}.png")
@@ -492,7 +498,7 @@ def _build(params, out_dir: Path) -> pd.DataFrame:
             md.append(f"![{caption}](figures/{dest.name})")
     md.append("")
     listed = {dest for items, _ in job_figures.values() for _, dest in items} | \
-        {figures / f"{name}.png" for name in ("curves", "accuracy", "sts")}
+        {figures / f"{name}.png" for name in ("curves", "accuracy", "sts", "discrete")}
     for stale in set(figures.glob("*.png")) - listed:
         stale.unlink()
     html_parts += ["<h2>Training curves</h2>", "<img src='figures/curves.png'>", "</body></html>"]

@@ -95,10 +95,17 @@ def figures(metrics: dict[str, Any]) -> dict[str, float]:
         out.update(_record_figures(f"nll_table.{name}", record, NOISE_KEYS))
     if isinstance(metrics.get("test"), dict):  # a supervised run's test figures (genbench.score)
         out.update(_record_figures("test", metrics["test"], NOISE_KEYS))
+    for kind, record in _binarized(metrics):  # the categorical VAE's bounds on binarized images
+        out.update(_record_figures(f"studies.binarized.{kind}", record, NOISE_KEYS))
     for row in metrics.get("rows") or []:  # a sentence-embedding run's correlations (genbench.sts)
         for split in ("dev", "test"):
             out.update(_record_figures(f"sts.{_sts_row(row)}.{split}", row[split], NOISE_KEYS))
     return out
+
+
+def _binarized(metrics: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    found = ((metrics.get("studies") or {}).get("binarized") or {}).items()
+    return [(kind, record) for kind, record in found if isinstance(record, dict)]
 
 
 def _sts_row(row: dict[str, Any]) -> str:
@@ -111,6 +118,7 @@ def own_stderrs(metrics: dict[str, Any]) -> dict[str, float]:
     records = [(f"{section}.{name}", record) for section in ("likelihood", "nll_table")
                for name, record in (metrics.get(section) or {}).items()]
     records += [("test", metrics["test"])] if isinstance(metrics.get("test"), dict) else []
+    records += [(f"studies.binarized.{kind}", record) for kind, record in _binarized(metrics)]
     records += [(f"sts.{_sts_row(row)}.{split}", row[split]) for row in metrics.get("rows") or [] for split in ("dev", "test")]
     for prefix, record in records:
         for key, noise in STDERR_OF.items():

@@ -24,6 +24,7 @@ TINY = {
     "igebm": {"hidden": 8, "langevin_steps": 2, "buffer_size": 64, "sample_steps": 2},
     "ddpm": {"channels": 8, "channel_mults": [1, 2], "timesteps": 20, "sampling_steps": 5, "likelihood_steps": 20,
              "steps_table": [2], "nll_table": [2], "gamma_samples": 4, "ode_rtol": 1e-2, "ode_atol": 1e-2},
+    "catvae": {"latents": 4, "classes": 3, "hidden": [16]},
 }
 SHAPE = {"image": (1, 28, 28)}
 
