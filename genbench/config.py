@@ -442,6 +442,7 @@ OFFICIAL_TRAIN_SIZE = {"mnist": 60000, "fashion_mnist": 60000, "cifar10": 50000,
 MODEL_ZERO_OK = {"moment_head_steps", "flow_layers", "res_blocks", "mcmc_steps", "task_seed", "binarize_seed"}
 MODEL_POSITIVE = ("lr", "rtol", "atol", "eps", "beta_start", "beta_end", "step_size", "points_box",
                   "logit_alpha", "lipschitz_coeff", "sigma", "tau", "taus")
+MODEL_AT_LEAST_TWO = {"levels", "classes"}   # FSQ's levels per channel, a categorical's classes
 MODEL_BELOW_ONE = {"beta_start", "beta_end", "dropout", "restart_prob", "adam_betas", "lipschitz_coeff",
                    "logit_alpha"}
 
@@ -499,6 +500,8 @@ def _model_value_problems(config_cls: type, raw: dict, where: str) -> list[str]:
                 continue
             zero_ok = f.name in MODEL_ZERO_OK if isinstance(v, int) else not f.name.endswith(MODEL_POSITIVE)
             _positive(problems, at, v, allow_zero=zero_ok)
+            if f.name in MODEL_AT_LEAST_TWO and isinstance(v, int) and v == 1:
+                problems.append(f"{at}: expected >= 2, got {v!r}")
             if f.name in MODEL_BELOW_ONE:
                 _below_one(problems, at, v)
     return problems

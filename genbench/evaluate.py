@@ -165,6 +165,8 @@ def model_studies(model, x: torch.Tensor, kind: str, params: Params, seed: int, 
         out["binarized"]["binarize_seed"] = model.config.binarize_seed
         out["estimator_study"] = {"rows": model.estimator_study(x, generator), "trained_with": model.config.estimator,
                                   "gaussian_check": model.gaussian_check(params.eval.seed + seed)}
+    if hasattr(model, "codebook_study"):   # VQ-VAE / FSQ: codebook usage, perplexity, reconstruction error
+        out["codebook"] = model.codebook_study(x, params.eval.sample_batch_size)
     if hasattr(model, "logdet_truncation_study"):
         c = model.config
         terms = tuple(sorted({1, 2, 5, 10, c.series_terms_train, c.series_terms_eval}))
@@ -252,6 +254,15 @@ def evaluate_job(params: Params, run: str, seed: int, tracker: Tracker) -> dict[
     likelihood, nll_table = {}, {}
     x_ref, _ = load_split(prepared_dir(params.data.root, spec.dataset), params.eval.reference_split)
     studies = model_studies(model, x_ref, info.kind, params, seed, device, run)
+    reconstruction = {}
+    if hasattr(model, "reconstruct_images"):   # codebook autoencoders: FID of the test split's reconstructions
+        extractors = scoring_extractors(params, seed)
+        n = min(len(x_ref), max(n_generated(params, e, run) for e in extractors))
+        bs = params.eval.sample_batch_size
+        recon = torch.cat([model.reconstruct_images(x_ref[i:i + bs].to(device)).cpu() for i in range(0, n, bs)])
+        reconstruction = score_samples(params, run, spec.dataset, recon, device, {
+            "sampler": "reconstruction of the reference split", "ema": sample_record["ema"], "training_seed": seed,
+            "sampling_seed": None}, extractors, references)
     if model.likelihood_kinds:
         x = x_ref[: likelihood_examples(params, run)]
         nll_table = likelihood_table(model, x, params, seed, device)
@@ -261,7 +272,7 @@ def evaluate_job(params: Params, run: str, seed: int, tracker: Tracker) -> dict[
             else:
                 likelihood[kind] = likelihood_bpd(model, x, kind, params, seed, device)
     result = {**base, "scores": scores, "likelihood": likelihood, "variants": variants, "nll_table": nll_table,
-              "studies": studies,
+              "studies": studies, **({"reconstruction": reconstruction} if reconstruction else {}),
               "train": {k: outcome.get(k) for k in ("steps", "max_steps", "generator_updates", "stopped_early",
                                                     "patience", "selected_step", "train_time_s",
                                                     "train_images_per_s", "parameters", "device", "ema")},
@@ -275,6 +286,9 @@ def evaluate_job(params: Params, run: str, seed: int, tracker: Tracker) -> dict[
                  for k, v in s.items() if isinstance(v, (int, float))})
     flat.update({f"bpd.{k}": v["bits_per_dim"] for k, v in likelihood.items() if "bits_per_dim" in v})
     flat.update({f"nll_nats.{k}": v["nll_nats"] for k, v in likelihood.items() if "nll_nats" in v})
+    flat.update({f"reconstruction.{e}.{k}": v for e, sc in reconstruction.items() for k, v in sc.items()
+                 if isinstance(v, (int, float))})
+    flat.update({f"codebook.{k}": v for k, v in studies.get("codebook", {}).items() if isinstance(v, (int, float))})
     flat.update({f"binarized.{k}.nll_nats": v["nll_nats"] for k, v in studies.get("binarized", {}).items()
                  if isinstance(v, dict)})
     flat.update({f"encoder.{k}": v["mean"] for k, v in studies.get("encoder", {}).items() if isinstance(v, dict)})

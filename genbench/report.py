@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from genbench.discrete_report import catvae_sections, plot_catvae
+from genbench.discrete_report import catvae_sections, codebook_sections, plot_catvae, plot_codebook
 from genbench.io import atomic_path, read_json
 from genbench.layout import job_name, metrics_path, run_dir, samples_dir
 from genbench.references import reference_for
@@ -454,7 +454,9 @@ def _build(params, out_dir: Path) -> pd.DataFrame:
              lambda rows: any(r.get("kind") == "classification" for r in rows)),
             (sts_sections, "sts", plot_sts, "STS-B test Spearman per pooling and method, 95 % bootstrap intervals", bool),
             (catvae_sections, "discrete", plot_catvae, "categorical VAE: -ELBO per estimator; gradient bias and variance "
-             "against the temperature", lambda rows: any(r["table"] == "bound" for r in rows))):
+             "against the temperature", lambda rows: any(r["table"] == "bound" for r in rows)),
+            (codebook_sections, "codebook", plot_codebook, "VQ-VAE and FSQ: codebook usage and reconstruction error",
+             bool)):
         section_md, section_rows = sections(params)
         if plotted(section_rows):
             plot(section_rows, figures / f"{name}.png")
@@ -498,7 +500,7 @@ def _build(params, out_dir: Path) -> pd.DataFrame:
             md.append(f"![{caption}](figures/{dest.name})")
     md.append("")
     listed = {dest for items, _ in job_figures.values() for _, dest in items} | \
-        {figures / f"{name}.png" for name in ("curves", "accuracy", "sts", "discrete")}
+        {figures / f"{name}.png" for name in ("curves", "accuracy", "sts", "discrete", "codebook")}
     for stale in set(figures.glob("*.png")) - listed:
         stale.unlink()
     html_parts += ["<h2>Training curves</h2>", "<img src='figures/curves.png'>", "</body></html>"]

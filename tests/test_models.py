@@ -25,6 +25,8 @@ TINY = {
     "ddpm": {"channels": 8, "channel_mults": [1, 2], "timesteps": 20, "sampling_steps": 5, "likelihood_steps": 20,
              "steps_table": [2], "nll_table": [2], "gamma_samples": 4, "ode_rtol": 1e-2, "ode_atol": 1e-2},
     "catvae": {"latents": 4, "classes": 3, "hidden": [16]},
+    "codebook": {"quantizer": "fsq", "levels": [3, 3], "hidden": 8, "res_blocks": 1, "ae_steps": 2, "prior_width": 16,
+                 "prior_layers": 1, "prior_heads": 2},
 }
 SHAPE = {"image": (1, 28, 28)}
 

@@ -28,6 +28,7 @@ from torch import nn
 
 from genbench import GenbenchError
 from genbench.metrics.likelihood import LOG_NUM_BINS, dequantize
+from genbench.models.nn import CausalTransformerLayer
 from genbench.models import GenerativeModel, Optimization, SamplerVariant, register_model
 
 Shape = tuple[int, ...]
@@ -499,22 +500,6 @@ def exact_residual_logdet(gx: torch.Tensor, x: torch.Tensor, create_graph: bool)
 # ==================================================================================================
 # TARFLOW block (Zhai et al. 2024)
 # ==================================================================================================
-class CausalTransformerLayer(nn.Module):
-    def __init__(self, width: int, heads: int):
-        super().__init__()
-        self.heads = heads
-        self.norm1, self.norm2 = nn.LayerNorm(width), nn.LayerNorm(width)
-        self.qkv, self.proj = nn.Linear(width, 3 * width), nn.Linear(width, width)
-        self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width))
-
-    def forward(self, h):
-        n, length, width = h.shape
-        q, k, v = self.qkv(self.norm1(h)).view(n, length, 3, self.heads, width // self.heads).permute(2, 0, 3, 1, 4)
-        attn = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        h = h + self.proj(attn.transpose(1, 2).reshape(n, length, width))
-        return h + self.mlp(self.norm2(h))
-
-
 class AutoregressiveTransformerFlow(Bijector):
     """One TARFLOW block (Zhai et al. 2024, eq. 3-5): in the block's token order (reversed in every
     other block), token i is mapped by an affine transform whose parameters a causal transformer

@@ -5,6 +5,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 
 def to_signed_unit(x: torch.Tensor) -> torch.Tensor:
@@ -67,3 +68,30 @@ def discretized_gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, log_scale
     lo = torch.where(right, torch.special.log_ndtr(-upper), torch.special.log_ndtr(lower))
     log_mid = hi + torch.log1p(-torch.exp((lo - hi).clamp(max=-1e-12)))
     return torch.where(x == 0, log_cdf_upper, torch.where(x == 255, log_sf_lower, log_mid))
+
+
+class CausalTransformerLayer(nn.Module):
+    """A pre-norm transformer layer whose attention reads only earlier positions (TARFLOW's blocks, the
+    codebook prior). `extend` takes the keys and values of the positions before `h` (a cache) and
+    processes only the new ones, returning the extended cache: one position per pass when sampling."""
+
+    def __init__(self, width: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.norm1, self.norm2 = nn.LayerNorm(width), nn.LayerNorm(width)
+        self.qkv, self.proj = nn.Linear(width, 3 * width), nn.Linear(width, width)
+        self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width))
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.extend(h, None)[0]
+
+    def extend(self, h: torch.Tensor, cache: tuple[torch.Tensor, torch.Tensor] | None
+               ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        n, length, width = h.shape
+        q, k, v = self.qkv(self.norm1(h)).view(n, length, 3, self.heads, width // self.heads).permute(2, 0, 3, 1, 4)
+        if cache is not None:
+            k, v = torch.cat([cache[0], k], 2), torch.cat([cache[1], v], 2)
+        # no cache: the whole sequence, the future masked; a cache: the new position reads every cached one
+        attn = F.scaled_dot_product_attention(q, k, v, is_causal=cache is None)
+        h = h + self.proj(attn.transpose(1, 2).reshape(n, length, width))
+        return h + self.mlp(self.norm2(h)), (k, v)
