@@ -291,7 +291,8 @@ class CategoricalVAE(GenerativeModel):
         with torch.no_grad():
             logits = self.logits(xb)
             held = sample_one_hot(logits, generator)           # the other variables' sample, fixed
-            b = self.baseline(xb.flatten(1)).squeeze(1) if c.estimator == "sf" else torch.zeros(len(xb))
+            b = (self.baseline(xb.flatten(1)).squeeze(1) if c.estimator == "sf"
+                 else torch.zeros(len(xb), device=self.device))
         l0 = logits[:, 0, :]                                     # (B, K): the studied variable's logits
 
         def f(code0: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
