@@ -256,7 +256,7 @@ def evaluate_job(params: Params, run: str, seed: int, tracker: Tracker) -> dict[
     studies = model_studies(model, x_ref, info.kind, params, seed, device, run)
     reconstruction = {}
     if hasattr(model, "reconstruct_images"):   # codebook autoencoders: FID of the test split's reconstructions
-        extractors = scoring_extractors(params, seed)
+        extractors = scoring_extractors(params, seed, variant=True)   # another set of the same network
         n = min(len(x_ref), max(n_generated(params, e, run) for e in extractors))
         bs = params.eval.sample_batch_size
         recon = torch.cat([model.reconstruct_images(x_ref[i:i + bs].to(device)).cpu() for i in range(0, n, bs)])

@@ -98,3 +98,59 @@ def test_study_claims_read_the_encoder_and_logdet_studies_of_the_metrics_files(t
     assert encoder["standard_errors_apart"] == pytest.approx(3.9 / math.hypot(0.01, 0.1), abs=0.01)
     logdet = by_run["i-ResNet's log-det truncation bias falls as series terms grow"]
     assert logdet["verdict"] == "inconclusive at this n"  # 0.31 against 0.30: inside the noise, not "does not hold"
+
+
+def test_discrete_latent_claims_and_sections_read_their_studies(tmp_path, monkeypatch):
+    """The categorical VAE (GS against SF in -ELBO over 3 seeds; the estimator study's bias and variance at the
+    smallest against the largest tau) and VQ against FSQ (usage, reconstruction), from synthetic metrics files;
+    the report sections build their rows from the same files."""
+    from genbench.discrete_report import catvae_sections, codebook_sections
+
+    monkeypatch.chdir(tmp_path)
+    protocol = {"n_gen": 1000, "reference_split": "test", "reference_sha256": "abc", "extractor": "classifier-mnist"}
+    score = lambda fid: {"fid": fid, "kid_mean": 1.0, "kid_std": 0.1, "kid_subset_size": 100, "precision": 0.5,  # noqa: E731
+                         "protocol": protocol}
+
+    def study_rows(bias_scale):
+        return [{"estimator": e, "tau": t, "draws": 1000, "examples": 100, "bias2": bias_scale * (t or 1) ** 2,
+                 "bias2_stderr": 0.01, "bias": 0.0, "bias_noise_floor": 0.1, "variance": bias_scale / (t or 1),
+                 "variance_stderr": 0.05, "exact_norm": 1.0, "baseline": False}
+                for e, t in [("sf", None), ("st", None), ("gs", 0.1), ("gs", 2.0), ("st-gs", 0.1), ("st-gs", 2.0)]]
+
+    for seed in range(3):
+        for run, est, elbo in (("catvae_gs_mnist", "gs", 100.0 + seed), ("catvae_sf_mnist", "sf", 110.0 + seed)):
+            write_json(tmp_path / "metrics" / f"{run}-s{seed}.json", {
+                "status": "completed", "train": {"steps": 1000, "train_time_s": 10.0},
+                "scores": {"classifier": score(50.0 + seed)}, "studies": {
+                    "binarized": {"elbo": {"nll_nats": elbo, "stderr": 0.3, "n": 10000},
+                                  "iwae": {"nll_nats": elbo - 4, "stderr": 0.3, "n": 10000, "k": 100}, "binarize_seed": 0},
+                    "estimator_study": {"rows": study_rows(0.5 + 0.05 * seed), "trained_with": est}}})
+        for run, quantizer, usage, mse in (("fsq1000_mnist", "fsq", 99.0 + 0.1 * seed, 0.010 + 0.001 * seed),
+                                           ("vq1024_mnist", "vq", 60.0 + 5 * seed, 0.011 - 0.001 * seed)):
+            write_json(tmp_path / "metrics" / f"{run}-s{seed}.json", {
+                "status": "completed", "scores": {"classifier": score(30.0)},
+                "reconstruction": {"classifier": score(5.0)}, "studies": {"codebook": {
+                    "n": 10000, "codes": 1000 if quantizer == "fsq" else 1024, "quantizer": quantizer,
+                    "usage_percent": usage, "perplexity": 500.0, "perplexity_fraction": 0.5,
+                    "reconstruction_mse": {"mean": mse, "stderr": 1e-4}, "prior_nll_nats": {"mean": 80.0, "stderr": 0.5}}}})
+    spec = lambda model, **cfg: SimpleNamespace(model=model, dataset="mnist", model_config=cfg)  # noqa: E731
+    runs = {"catvae_gs_mnist": spec("catvae", estimator="gs"), "catvae_sf_mnist": spec("catvae", estimator="sf"),
+            "fsq1000_mnist": spec("codebook"), "vq1024_mnist": spec("codebook")}
+    params = SimpleNamespace(runs=runs, seeds=[0], repeat=SimpleNamespace(seeds=[1, 2], runs=list(runs)),
+                             eval=SimpleNamespace(extractors={"classifier": None}))
+    _, table = claims_table(params)
+    by = {r["claim"].split(" (")[0]: r for r in table}
+    gs_sf = by["Gumbel-Softmax trains a lower test -ELBO than SF"]
+    assert gs_sf["verdict"] == "holds" and gs_sf["seeds"] == "3 / 3"   # 101 vs 111, seed std 1
+    tau_rows = [r for r in table if r["claim"].startswith("as tau falls")]
+    assert len(tau_rows) == 2 and all(r["verdict"] == "holds" for r in tau_rows)   # squared bias falls, variance grows
+    assert by["FSQ uses more of its codebook than VQ"]["verdict"] == "holds"
+    assert by["FSQ reconstructs at least as well as VQ"]["verdict"] == "inconclusive at this n"
+    _, rows = catvae_sections(params)
+    bound = {r["run"]: r for r in rows if r["table"] == "bound"}
+    assert bound["catvae_gs_mnist"]["neg_elbo_nats"] == pytest.approx(101.0) and \
+        bound["catvae_gs_mnist"]["published_neg_elbo"] == 101.5
+    assert len([r for r in rows if r["table"] == "study" and r["run"] == "catvae_gs_mnist"]) == 6
+    _, rows = codebook_sections(params)
+    assert {r["run"]: round(r["usage_percent"], 2) for r in rows} == {"fsq1000_mnist": 99.1, "vq1024_mnist": 65.0}
+    assert rows[0]["recon_fid[classifier-mnist]"] == 5.0 and rows[0]["sample_fid[classifier-mnist]"] == 30.0
