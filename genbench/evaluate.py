@@ -159,8 +159,8 @@ def model_studies(model, x: torch.Tensor, kind: str, params: Params, seed: int, 
     if hasattr(model, "binarized_bounds"):   # the categorical VAE: nats on binarized images, estimator study
         x_bounds = x[: likelihood_examples(params, run)] if run is not None else x
         bounds = model.binarized_bounds(x_bounds, generator, params.eval.iwae_k, params.eval.sample_batch_size)
-        out["binarized"] = {name: {"nll_nats": float(-v.mean()), "stderr": float(v.std() / math.sqrt(len(v))),
-                                   "n": len(v), **({"k": params.eval.iwae_k} if name == "iwae" else {})}
+        out["binarized"] = {name: dict(zip(("nll_nats", "stderr"), _mean_stderr(-v)), n=len(v),
+                                       **({"k": params.eval.iwae_k} if name == "iwae" else {}))
                             for name, v in bounds.items()}
         out["binarized"]["binarize_seed"] = model.config.binarize_seed
         out["estimator_study"] = {"rows": model.estimator_study(x, generator), "trained_with": model.config.estimator,
