@@ -23,6 +23,9 @@ For each model (its first run in params.yaml, on that run's prepared dataset and
                  the growth factor per doubling of the side
   --iresnet-logdet  bias and standard deviation of the i-ResNet log-det estimate against
                  the exact value (full Jacobian) as the series grows, on small inputs
+  glow 1x1 conv  with glow: forward + backward of Glow's invertible 1x1 convolutions alone, in each form of
+                 model_config.invconv (LU, plain, W = exp(A)), alternated, at the shapes and batch of the first
+                 Glow image run                                           -> ms/step, images/s, x LU
 Figures are printed as tables and written as JSON with --out. Tracking is off while measuring.
 """
 from __future__ import annotations
@@ -337,6 +340,86 @@ def step_time_by_side(params, model_name: str, sides=(14, 28, 56), steps: int = 
     for prev, cur in zip(out, out[1:]):
         cur["growth_vs_half_side"] = cur["ms_per_step"] / prev["ms_per_step"]
     return out
+
+
+def _record_input(seen: list, module: torch.nn.Module, args: tuple, output: object) -> None:
+    """A forward hook (bound to `seen` with functools.partial): keeps the module and its input, as a leaf that
+    requires grad (a backward then computes the input's gradient too, as in training)."""
+    seen.append((module, args[0].detach().requires_grad_(True)))
+
+
+def _conv1x1_pass(layers: list[tuple[torch.nn.Module, torch.Tensor]]) -> None:
+    """Forward and backward of each layer on its input (loss: the sum of the log-dets and of the outputs' means)."""
+    sum(logdet.mean() + y.mean() for y, logdet in (layer(x) for layer, x in layers)).backward()
+
+
+def conv1x1_step_times(model_config: dict, shape: tuple[int, ...], batch_size: int, repeats: int, warmup_s: float,
+                       segment_s: float) -> dict:
+    """Glow's invertible 1x1 convolutions in each form of `invconv` (flows.CONV_1X1) side by side: each form's
+    Glow is built from seed 0 (so the forms differ in W alone) and run once on a batch of random 8-bit images
+    (ActNorm's initialisation), which records the input of every 1x1 convolution; then forward + backward of
+    those convolutions alone on those inputs, warmed up by time and alternated (lu, plain, exp, lu, ...)."""
+    from genbench.models.flows import CONV_1X1, Conv1x1
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (batch_size, *shape), generator=g, dtype=torch.uint8)
+    passes, parameters = {}, {}
+    for form in CONV_1X1:
+        torch.manual_seed(0)
+        model = build_model("glow", dict(model_config, invconv=form), shape)
+        seen: list[tuple[torch.nn.Module, torch.Tensor]] = []
+        hooks = [m.register_forward_hook(functools.partial(_record_input, seen))
+                 for m in model.modules() if isinstance(m, Conv1x1)]
+        with torch.no_grad():
+            model.train().log_likelihood_of_input(model.model_input(x, g), model.context(g))
+        for h in hooks:
+            h.remove()
+        passes[form] = functools.partial(_conv1x1_pass, seen)
+        parameters[form] = sum(p.numel() for layer, _ in seen for p in layer.parameters())
+    segments = {form: functools.partial(time_segment, step, segment_steps(warm_up(step, warmup_s), segment_s))
+                for form, step in passes.items()}
+    seconds = alternate(segments, repeats)
+    return {"batch_size": batch_size, "shape": list(shape), "threads": torch.get_num_threads(), "rounds": repeats,
+            "warmup_s": warmup_s, "layers": [list(inp.shape[1:]) for _, inp in seen],  # (C, H, W), alike in every form
+            "forms": {form: {"parameters": parameters[form], "s_per_step": seconds[form],
+                             "ms_per_step": {k: 1e3 * v for k, v in spread(seconds[form]).items()},
+                             "images_per_s": rate(seconds[form], batch_size),
+                             "time_vs_lu": ratio(seconds[form], seconds["lu"])} for form in seconds}}
+
+
+def invconv_step_times(params, repeats: int, warmup_s: float, segment_s: float) -> dict | None:
+    """conv1x1_step_times on the first Glow run on images: its model_config, batch size, dataset shape and
+    threads; None when there is no such run."""
+    from genbench.data import info
+
+    run = next((name for name, r in params.runs.items() if r.model == "glow" and len(info(r.dataset).shape) == 3),
+               None)
+    if run is None:
+        return None
+    job = Job.from_params(params, run, params.seeds[0])
+    seed_everything(job.seed, job.harness)  # threads and deterministic kernels as train() sets them
+    spec = job.spec
+    return {"run": run, **conv1x1_step_times(spec.model_config, info(spec.dataset).shape, spec.train.batch_size,
+                                             repeats, warmup_s, segment_s)}
+
+
+def print_conv1x1(r: dict, glow_row: dict | None = None) -> None:
+    """The forms side by side; with the LU Glow's bare training step (`measure`), the share of it they take."""
+    shapes = " and ".join(sorted({"x".join(map(str, s)) for s in r["layers"]}, reverse=True))
+    print(f"\nGlow's invertible 1x1 convolutions ({r.get('run', 'glow')}: {len(r['layers'])} layers at {shapes}, "
+          f"batch {r['batch_size']}), forward + backward, {r['threads']} threads;\n  median [min, max] over "
+          f"{r['rounds']} alternated rounds (lu, plain, exp, ...) after a warm-up by time; x LU = time / LU's time;\n"
+          "  params = elements of the layers' parameter tensors (LU keeps L and U as full C x C matrices, masked)")
+    step = glow_row["train_ms_per_step_bare"]["median"] if glow_row else None
+    logdet = {"lu": "sum log|s| (eq. 10)", "plain": "slogdet W (eq. 9)", "exp": "tr A, W = exp(A)"}
+    print(f"{'invconv':<8} {'log|det W|':<20} {'params':>7} {'ms/step':>22} {'img/s':>22} {'x LU':>18}"
+          + (f" {'% of step':>10}" if step else ""))
+    for form, f in r["forms"].items():
+        print(f"{form:<8} {logdet.get(form, ''):<20} {f['parameters']:>7} {fmt(f['ms_per_step'], digits=2):>22} "
+              f"{fmt(f['images_per_s']):>22} {fmt(f['time_vs_lu'], digits=2):>18}"
+              + (f" {100 * f['ms_per_step']['median'] / step:>10.1f}" if step else ""))
+    if step:
+        print(f"  % of step: of the median bare training step of the LU Glow above ({step:.1f} ms)")
 
 
 def iresnet_logdet_study(model=None, x_uint8: torch.Tensor | None = None, terms=(1, 2, 3, 5, 10, 20, 40),
@@ -714,6 +797,9 @@ def main(args) -> int:
         for r in gans:
             print(f"{r['model']:<10} {r['n_critic']:>8} {r['discriminator_update_images_per_s']:>15.0f} "
                   f"{r['generator_update_images_per_s']:>15.0f} {r['train_images_per_s_bare']:>12.0f}")
+    if "glow" in wanted and (conv := invconv_step_times(params, repeats, warmup_s, segment_s)) is not None:
+        result["glow_invconv"] = conv
+        print_conv1x1(conv, next((r for r in rows if r["model"] == "glow" and r["run"] == conv["run"]), None))
     iterative = [r for r in rows if "network_evaluations_per_s" in r]
     if iterative:
         print(f"\n{'sampler':<10} {'evaluations/sample':>18} {'image evaluations/s':>20} {'sample img/s':>13}")

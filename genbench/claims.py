@@ -16,6 +16,10 @@ with Z = 2 and u the standard error of each side:
 Where the two sides are scored on the same test items (STS-B's pairs), s is the paired bootstrap standard
 error of the difference itself (plus the seeds' spread of the difference when one side is trained), not the
 sides' errors combined as if independent.
+An agreement claim (the theory checks: a measured figure equals a predicted one, e.g. an estimator's mean
+equals the true variance, a fitted slope equals 2) states a tolerance delta. It holds when the whole interval
+d +- Z s lies inside +-delta, does not hold when the whole interval lies outside it, and is inconclusive
+otherwise (an equivalence test: "inside the noise" alone never makes it hold, a coarse interval stays open).
 A claim between two trained models depends on training randomness: with fewer than 3 seeds per side it is
 "inconclusive: N seed(s), needs >= 3" whatever the sampling noise says (the row still shows how many
 sampling-noise standard errors apart the figures are). A claim between two samplers or bounds of the same
@@ -60,10 +64,26 @@ class Claim:
     # the standard error of the difference itself, where the two sides share their sampling noise (a paired
     # bootstrap over the same test pairs): used instead of combining the sides' errors as if independent
     difference_stderr: float | None = None
+    # an agreement claim: `better` is the measured figure, `worse` the predicted one, equal within +- tolerance
+    tolerance: float | None = None
+
+
+def agreement_verdict(c: Claim) -> tuple[str, float | None]:
+    """An agreement claim's verdict by the equivalence rule of the module docstring; z = d / s."""
+    d = c.better.value - c.worse.value
+    s = math.sqrt(sum((f.stderr or 0.0) ** 2 for f in (c.better, c.worse)))
+    z = d / s if s else None
+    if abs(d) + Z * s <= c.tolerance:
+        return "holds", z
+    if abs(d) - Z * s > c.tolerance:
+        return "does not hold", z
+    return "inconclusive at this n", z
 
 
 def verdict(c: Claim) -> tuple[str, float | None]:
     """(verdict, distance in standard errors) of a claim, by the rule of the module docstring."""
+    if c.tolerance is not None:
+        return agreement_verdict(c)
     if c.better.n != c.worse.n:
         return f"not comparable: n {c.better.n} vs {c.worse.n}", None
     if c.better.reference != c.worse.reference:
@@ -228,6 +248,7 @@ def claims(params) -> list[Claim]:
     out += sts_claims(params)
     out += catvae_claims(params)
     out += codebook_claims(params)
+    out += theory_claims(params)
     return out
 
 
@@ -468,7 +489,8 @@ def claims_table(params, stale_runs: set[str] = frozenset()) -> tuple[list[str],
         v, z = verdict(c)
         rows.append({"claim": c.claim, "source": c.source, "better": _side(c.better), "worse": _side(c.worse),
                      "uncertainty": f"{c.better.noise} / {c.worse.noise}" + (
-                         "" if c.difference_stderr is None else f"; difference ± {c.difference_stderr:.3g} (paired)"), "n": f"{c.better.n} / {c.worse.n}",
+                         "" if c.difference_stderr is None else f"; difference ± {c.difference_stderr:.3g} (paired)")
+                     + ("" if c.tolerance is None else f"; agreement within ± {c.tolerance:.3g}"), "n": f"{c.better.n} / {c.worse.n}",
                      "seeds": f"{c.better.seeds} / {c.worse.seeds}",
                      "standard_errors_apart": None if z is None else round(z, 2),
                      "verdict": v + (" (stale figures)" if set(c.runs) & stale_runs else "")})
@@ -479,7 +501,9 @@ def claims_table(params, stale_runs: set[str] = frozenset()) -> tuple[list[str],
           "standard errors apart in its favour, does not hold when more than that against it, inconclusive "
           f"otherwise. A comparison of two trained models needs >= {MIN_SEEDS} seeds a side (training noise); "
           "samplers and bounds of one network are judged on sampling noise. One seed's FID has no interval, so "
-          "sample-quality claims use the KID of the same samples and its std over subsets.", "",
+          "sample-quality claims use the KID of the same samples and its std over subsets. An agreement claim (a "
+          "measured figure against a predicted one, in the 'claimed better' and 'other' columns) holds when its "
+          f"interval (± {Z:g} s.e.) lies inside its stated tolerance, does not hold when it lies outside.", "",
           "| claim | source | claimed better | other | uncertainty | n | seeds | s.e. apart | verdict |",
           "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -488,3 +512,80 @@ def claims_table(params, stale_runs: set[str] = frozenset()) -> tuple[list[str],
                   f"| {r['seeds']} | {z} | **{r['verdict']}** |")
     return md + [""], rows
 
+
+
+# --------------------------------------------------------------------------------------------------
+# the theory checks (genbench/theory.py): simulations against stated identities and rates
+# --------------------------------------------------------------------------------------------------
+THEORY_RELATIVE_TOLERANCE = 0.03   # an estimator's mean against its predicted value: within 3 %
+THEORY_SLOPE_TOLERANCE = 0.15      # a fitted convergence order against 1 or 2
+
+
+def theory_result(check: str) -> dict[str, Any] | None:
+    """The `result` of metrics/theory-<check>.json, or None when the check has not run."""
+    from genbench.layout import theory_metrics_path
+
+    path = theory_metrics_path(check)
+    return _read(str(path.resolve()), path.stat().st_mtime_ns)["result"] if path.exists() else None
+
+
+def _exact(label: str, value: float, n: int | None) -> Figure:
+    return Figure(label, value, 0.0, "exact", n, 1)
+
+
+def theory_claims(params) -> list[Claim]:
+    """Su's posts as checks: the variance estimators' bias (smallest n, where it is largest), the normal's MSE
+    ordering and ML sigma; hubness against dimension (smallest vs largest d, per k); gradient descent against
+    the plain and the modified gradient flow (fitted orders 1 and 2, per problem)."""
+    out: list[Claim] = []
+    if "variance" in params.theory and (result := theory_result("variance")):
+        source = "Su, kexue.fm 'biased and unbiased estimators'; E[S^2_(n-1)] = s^2, E[S^2_n] = (n-1)/n s^2"
+        for dist in dict.fromkeys(r["distribution"] for r in result["rows"]):
+            row = min((r for r in result["rows"] if r["distribution"] == dist), key=lambda r: r["n"])
+            n, reps = row["n"], row["replicates"]
+
+            def measured(key: str, label: str, value: str | None = None) -> Figure:
+                return Figure(label, row[value or key], row[f"{key}_stderr"], "replicates", reps, 1)
+
+            for key, predicted, name in (("unbiased_ratio", 1.0, "1/(n-1)"),
+                                         ("biased_ratio", row["expected_biased_ratio"], "1/n")):
+                what = "is unbiased" if key == "unbiased_ratio" else f"is biased by (n-1)/n = {predicted:.3g}"
+                out.append(Claim(f"the {name} variance estimator {what} ({dist}, n={n}; mean / true variance)", source,
+                                 measured(key, f"{name} mean / variance"), _exact("predicted", predicted, reps),
+                                 needs_seeds=False, tolerance=THEORY_RELATIVE_TOLERANCE * predicted))
+            if dist == "normal":
+                out.append(Claim(f"for the normal the 1/n estimator has the lower MSE (n={n})", source,
+                                 measured("biased_mse", "1/n MSE"), measured("unbiased_mse", "1/(n-1) MSE"),
+                                 needs_seeds=False, difference_stderr=row["mse_difference_stderr"]))
+                expected = row["ml_sigma_expected"]
+                out.append(Claim(f"the ML sigma of a normal is biased low: E = sigma sqrt(2/n) G(n/2)/G((n-1)/2) "
+                                 f"= {expected:.4g} (n={n})", source, measured("ml_sigma", "mean ML sigma", "ml_sigma_mean"),
+                                 _exact("closed form", expected, reps), needs_seeds=False,
+                                 tolerance=THEORY_RELATIVE_TOLERANCE * expected))
+    if "hubness" in params.theory and (result := theory_result("hubness")):
+        source = "Radovanovic et al. 2010 (Hubs in Space), sec. 3-4; Su, kexue.fm 'hubness'"
+        for k in dict.fromkeys(r["k"] for r in result["rows"]):
+            rows = sorted((r for r in result["rows"] if r["k"] == k), key=lambda r: r["d"])
+            low, high = rows[0], rows[-1]
+
+            def fig(r: dict[str, Any], key: str, label: str) -> Figure:
+                return Figure(label, r[f"{key}_mean"], r[f"{key}_stderr"], f"resamples ({r['resamples']})",
+                              r["n"], 1)
+
+            out.append(Claim(f"the k-occurrence's skewness grows with dimension (k={k}, d {low['d']} -> {high['d']})",
+                             source, fig(high, "skewness", f"d={high['d']}"), fig(low, "skewness", f"d={low['d']}"),
+                             lower_is_better=False, needs_seeds=False))
+            out.append(Claim(f"hubs lie near the data mean: Spearman(N_k, distance to mean) < 0 (k={k}, d={high['d']})",
+                             source, fig(high, "correlation", f"d={high['d']}"),
+                             _exact("no relation", 0.0, high["n"]), needs_seeds=False))
+    if "gdflow" in params.theory and (result := theory_result("gdflow")):
+        source = "Barrett & Dherin 2021 (Implicit Gradient Regularization), Theorem 3.1; Su, kexue.fm 'optimizers as dynamics'"
+        for fit in result["fits"]:
+            for flow, order in (("plain", 1.0), ("modified", 2.0)):
+                label = "the gradient flow of L" if flow == "plain" else "the flow of L + (eta/4)|grad L|^2"
+                out.append(Claim(f"GD's distance to {label} falls as eta^{order:g} ({fit['problem']}; fitted log-log slope)",
+                                 source, Figure("fitted slope", fit[f"{flow}_slope_mean"], fit[f"{flow}_slope_stderr"],
+                                                f"instances ({fit['instances']})", fit["instances"], 1),
+                                 _exact("order", order, fit["instances"]), needs_seeds=False,
+                                 tolerance=THEORY_SLOPE_TOLERANCE))
+    return out

@@ -148,6 +148,38 @@ def cmd_refstats(args) -> int:
     return 0
 
 
+def cmd_theory(args) -> int:
+    from genbench.evaluate import code_version, library_versions
+    from genbench.io import write_json
+    from genbench.layout import theory_metrics_path
+    from genbench.theory import run_check
+    from genbench.tracking import stage_run
+
+    params = _params(args)
+    if args.check not in params.theory:
+        raise GenbenchError(f"theory check '{args.check}' is not in params.yaml `theory` (profile {params.profile}); "
+                            f"known: {', '.join(params.theory) or 'none'}")
+    from genbench.config import strict
+    from genbench.theory import CHECKS
+
+    cfg = strict(CHECKS[args.check][0], params.theory[args.check] or {}, f"theory.{args.check}")
+    if _dry(args, asdict(cfg)):
+        return 0
+    with stage_run("theory", args.check, params=asdict(cfg), tags={"check": args.check}) as tracker:
+        t0 = time.perf_counter()
+        result = run_check(args.check, cfg)
+        seconds = time.perf_counter() - t0
+        out = {"check": args.check, "settings": asdict(cfg), "result": result, "wall_s": round(seconds, 3),
+               "num_threads": params.harness.num_threads, "code_version": code_version(),
+               "versions": library_versions()}
+        write_json(theory_metrics_path(args.check), out)
+        tracker.log_metrics({"wall_s": seconds, **{k: v for k, v in result.get("summary", {}).items()
+                                                   if isinstance(v, (int, float))}})
+        tracker.log_artifact(theory_metrics_path(args.check))
+    print(f"theory check {args.check}: {theory_metrics_path(args.check)} ({seconds:.1f} s)")
+    return 0
+
+
 def _job_stage(stage: str):
     def run(args) -> int:
         from genbench.layout import job_name, run_dir
@@ -313,6 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("evaluate", _job_stage("evaluate"), "FID/KID/precision/recall and bits/dim of a job", job)
     add("score", _job_stage("score"), "a supervised job's test accuracy, cross-entropy and calibration "
         "(multi-label: F1) at the learning rate chosen on validation", job)
+    p = add("theory", cmd_theory, "one theory check of genbench/theory.py (its settings: params.yaml `theory`)")
+    p.add_argument("--check", required=True, help="a key of `theory` in params.yaml")
     add("report", cmd_report, "build reports/ from metrics/*.json (then send the stages' runs to MLflow)")
     add("track", cmd_track, "send the stage runs recorded under mlruns/pending/ to the MLflow store")
     bench = add("bench", cmd_bench, "throughput of every registered model and the harness overhead")

@@ -171,6 +171,8 @@ class Params:
     runs: dict[str, RunConfig]
     repeat: RepeatConfig = field(default_factory=RepeatConfig)
     leave_out: list[str] = field(default_factory=list)  # runs this profile leaves out (a smoke profile's budget)
+    # the theory checks (genbench/theory.py): check name -> its settings; one `theory` stage each
+    theory: dict[str, dict[str, Any]] = field(default_factory=dict)
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def run(self, name: str) -> RunConfig:
@@ -439,12 +441,13 @@ OFFICIAL_TRAIN_SIZE = {"mnist": 60000, "fashion_mnist": 60000, "cifar10": 50000,
 # of steps (>= 1) but these, where 0 has a meaning ("0: no heads", "0: F2 = identity", Glow's default
 # of no residual blocks, "0: no MALA samples"); every float is finite and >= 0, > 0 for rates, tolerances
 # and step sizes (names ending so), < 1 for probabilities and coefficients below one.
-MODEL_ZERO_OK = {"moment_head_steps", "flow_layers", "res_blocks", "mcmc_steps", "task_seed", "binarize_seed"}
+# The theory checks' settings (genbench/theory.py) follow the same rules.
+MODEL_ZERO_OK = {"moment_head_steps", "flow_layers", "res_blocks", "mcmc_steps", "task_seed", "binarize_seed", "seed"}
 MODEL_POSITIVE = ("lr", "rtol", "atol", "eps", "beta_start", "beta_end", "step_size", "points_box",
-                  "logit_alpha", "lipschitz_coeff", "sigma", "tau", "taus")
+                  "logit_alpha", "lipschitz_coeff", "sigma", "tau", "taus", "learning_rates", "horizon")
 MODEL_AT_LEAST_TWO = {"levels", "classes"}   # FSQ's levels per channel, a categorical's classes
 MODEL_BELOW_ONE = {"beta_start", "beta_end", "dropout", "restart_prob", "adam_betas", "lipschitz_coeff",
-                   "logit_alpha"}
+                   "logit_alpha", "bernoulli_p"}
 
 
 def _positive(problems: list[str], where: str, value: Any, allow_zero: bool = False) -> None:
@@ -632,11 +635,35 @@ def semantic_problems(params: Params, *, check_data: bool = False, repo: str | P
                  f"the training examples of '{run.dataset}' after val_size and train_limit")
         _positive(problems, f"{where}.eval.n_gen", run.eval.n_gen)
         _positive(problems, f"{where}.eval.likelihood_n", run.eval.likelihood_n)
+    problems.extend(theory_problems(params.theory))
     if check_data and not problems:
         for name, opts in params.data.datasets.items():
             problem = _availability_problem(name, opts, allow_download=params.data.allow_download)
             if problem:
                 problems.append(f"data.datasets.{name}: {problem}")
+    return problems
+
+
+def theory_problems(theory: dict[str, dict[str, Any]]) -> list[str]:
+    """`theory.<check>`: a known check, its keys and types (the check's config dataclass), its values by the
+    model_config rules, then the check's own constraints (genbench.theory.config_problems)."""
+    from genbench.theory import CHECKS, config_problems
+
+    problems: list[str] = []
+    for name, raw in theory.items():
+        where = f"theory.{name}"
+        if name not in CHECKS:
+            problems.append(f"{where}: unknown theory check; expected one of: {', '.join(sorted(CHECKS))}")
+            continue
+        config_cls = CHECKS[name][0]
+        typed: list[str] = []
+        cfg = from_dict(config_cls, raw or {}, where, typed)
+        problems.extend(typed)
+        if not typed:
+            ranged = _model_value_problems(config_cls, raw or {}, where)
+            problems.extend(ranged)
+            if not ranged:
+                problems.extend(config_problems(name, cfg, where))
     return problems
 
 

@@ -54,3 +54,8 @@ def samples_dir(run: str, seed: int) -> Path:
 
 def metrics_path(run: str, seed: int) -> Path:
     return Path("metrics") / f"{job_name(run, seed)}.json"
+
+
+def theory_metrics_path(check: str) -> Path:
+    """A theory check's figures (genbench/theory.py): one file per check beside the jobs' metrics."""
+    return Path("metrics") / f"theory-{check}.json"

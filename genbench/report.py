@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from genbench.discrete_report import catvae_sections, codebook_sections, plot_catvae, plot_codebook
+from genbench.theory_report import plot_theory, theory_sections
 from genbench.io import atomic_path, read_json
 from genbench.layout import job_name, metrics_path, run_dir, samples_dir
 from genbench.references import reference_for
@@ -456,7 +457,9 @@ def _build(params, out_dir: Path) -> pd.DataFrame:
             (catvae_sections, "discrete", plot_catvae, "categorical VAE: -ELBO per estimator; gradient bias and variance "
              "against the temperature", lambda rows: any(r["table"] == "bound" for r in rows)),
             (codebook_sections, "codebook", plot_codebook, "VQ-VAE and FSQ: codebook usage and reconstruction error",
-             bool)):
+             bool),
+            (theory_sections, "theory", plot_theory, "theory checks: variance estimators against n, hubness against "
+             "dimension, gradient descent's distance to the plain and the modified flow against the learning rate", bool)):
         section_md, section_rows = sections(params)
         if plotted(section_rows):
             plot(section_rows, figures / f"{name}.png")
@@ -500,7 +503,7 @@ def _build(params, out_dir: Path) -> pd.DataFrame:
             md.append(f"![{caption}](figures/{dest.name})")
     md.append("")
     listed = {dest for items, _ in job_figures.values() for _, dest in items} | \
-        {figures / f"{name}.png" for name in ("curves", "accuracy", "sts", "discrete", "codebook")}
+        {figures / f"{name}.png" for name in ("curves", "accuracy", "sts", "discrete", "codebook", "theory")}
     for stale in set(figures.glob("*.png")) - listed:
         stale.unlink()
     html_parts += ["<h2>Training curves</h2>", "<img src='figures/curves.png'>", "</body></html>"]

@@ -54,6 +54,7 @@ STAGE_ENTRIES = {
     "evaluate": ("genbench.evaluate",),
     "score": ("genbench.score",),
     "report": ("genbench.report",),
+    "theory": ("genbench.theory",),
 }
 
 
@@ -188,6 +189,14 @@ def resolved_model_config(params: Params, run: str) -> dict[str, Any]:
     return asdict(strict(MODELS[spec.model].config_cls, spec.model_config, f"runs.{run}.model_config"))
 
 
+def resolved_theory_config(name: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """A theory check's settings with every default of its config dataclass filled in."""
+    from genbench.config import strict
+    from genbench.theory import CHECKS
+
+    return asdict(strict(CHECKS[name][0], settings or {}, f"theory.{name}"))
+
+
 def stage_documents(params: Params) -> dict[Path, dict[str, Any]]:
     """Every resolved file's content, by path."""
     from genbench.data import info as dataset_info
@@ -244,10 +253,14 @@ def stage_documents(params: Params) -> dict[Path, dict[str, Any]]:
             "first_seed": seed in params.seeds,  # the repeat seeds are scored with eval.repeat_extractors
             "profile": params.profile, **threads, "code": code_hashes(*STAGE_ENTRIES["evaluate"], family)}
 
+    for name, settings in params.theory.items():  # a theory check: its settings, filled in, and its code
+        docs[resolved_path("theory", name)] = {"check": name, "settings": resolved_theory_config(name, settings),
+                                               **threads, "code": code["theory"]}
+
     docs[resolved_path("report")] = {
         "profile": params.profile, "seeds": params.seeds, "repeat": asdict(params.repeat),
         "runs": {r: {"model": c.model, "dataset": c.dataset} for r, c in params.runs.items()},
-        "report": asdict(params.report), "stale": stale_jobs(), "code": code["report"]}
+        "report": asdict(params.report), "theory": list(params.theory), "stale": stale_jobs(), "code": code["report"]}
     return docs
 
 
@@ -273,7 +286,7 @@ def job_table(params: Params) -> dict[str, Any]:
     used = {params.run(run).dataset for run, _ in params.jobs()} | set(params.eval.datasets)
     supervised = {key for key, job in jobs.items() if is_supervised(params, job["run"])}
     return {"data_root": params.data.root, "prepared": [d for d in params.data.datasets if d in used],
-            "scored": list(params.eval.datasets), "jobs": jobs,
+            "scored": list(params.eval.datasets), "jobs": jobs, "checks": list(params.theory),
             # sample + evaluate: the generative jobs; score: the supervised ones (accuracy experiments)
             "generative": {k: v for k, v in jobs.items() if k not in supervised},
             "supervised": {k: v for k, v in jobs.items() if k in supervised}}

@@ -162,6 +162,25 @@ CASES = {
     "report_dir_parent": (edit(report__dir="../outside"), "report.dir"),
     "report_dir_absolute": (edit(report__dir="/tmp/x"), "report.dir"),
     "report_dir_escapes": (edit(report__dir="reports/../../x"), "report.dir"),
+    # ---- the theory checks (genbench/theory.py) -----------------------------------------------------------------
+    "theory_unknown_check": (edit(theory__pythagoras={}), "theory.pythagoras: unknown theory check"),
+    "theory_unknown_key": (edit(theory__variance__replicate=10), "theory.variance"),
+    "theory_sample_size_one": (edit(theory__variance__sizes=[1, 5]), "theory.variance.sizes"),
+    "theory_replicates_zero": (edit(theory__variance__replicates=0), "theory.variance.replicates: expected > 0"),
+    "theory_bernoulli_p_above_one": (edit(theory__variance__bernoulli_p=1.5), "theory.variance.bernoulli_p"),
+    "theory_unknown_distribution": (edit(theory__variance__distributions=["cauchy"]), "theory.variance.distributions"),
+    "theory_k_at_least_n": (edit(theory__hubness__ks=[2000]), "theory.hubness.ks"),
+    "theory_horizon_not_a_multiple": (edit(theory__gdflow__horizon=1.001), "theory.gdflow.horizon"),
+    "theory_learning_rate_nan": (edit(theory__gdflow__learning_rates=[NAN]), "theory.gdflow.learning_rates[0]"),
+    # ---- the discrete families (issue 17): bad settings refused by name ------------------------------------------
+    "catvae_tau_zero": (edit(runs__catvae_gs_mnist__model_config__tau=0.0), "runs.catvae_gs_mnist.model_config.tau"),
+    "catvae_unknown_estimator": (edit(runs__catvae_gs_mnist__model_config__estimator="reinforce"),
+                                 "runs.catvae_gs_mnist.model_config.estimator"),
+    "fsq_level_one": (edit(runs__fsq1000_mnist__model_config__levels=[8, 1, 5]),
+                      "runs.fsq1000_mnist.model_config.levels[1]: expected >= 2"),
+    "vq_codebook_size_zero": (edit(runs__vq1024_mnist__model_config__codebook_size=0),
+                              "runs.vq1024_mnist.model_config.codebook_size"),
+    "glow_unknown_invconv": (edit(runs__glow_mnist__model_config__invconv="qr"), "runs.glow_mnist.model_config.invconv"),
 }
 
 

@@ -28,6 +28,53 @@ def test_a_difference_inside_the_noise_is_inconclusive(better, worse, expected):
     assert z == pytest.approx((worse - better) / math.hypot(0.1, 0.1))
 
 
+@pytest.mark.parametrize("measured, stderr, expected", [
+    (1.01, 0.005, "holds"),                    # interval [1.00, 1.02] inside 1 +- 0.03
+    (1.00, 0.02, "inconclusive at this n"),    # centred, but the interval [0.96, 1.04] is wider than the tolerance
+    (1.025, 0.005, "inconclusive at this n"),  # [1.015, 1.035] straddles the edge
+    (1.10, 0.01, "does not hold"),             # [1.08, 1.12] entirely outside
+    (0.90, 0.01, "does not hold"),
+])
+def test_an_agreement_claim_holds_only_when_its_whole_interval_lies_inside_the_tolerance(measured, stderr, expected):
+    predicted = Figure("predicted", 1.0, 0.0, "exact", 100, 1)
+    c = Claim("mean = 1", "test", fig(measured, stderr), predicted, needs_seeds=False, tolerance=0.03)
+    v, z = verdict(c)
+    assert v == expected
+    assert z == pytest.approx((measured - 1.0) / stderr)
+
+
+def test_theory_claims_and_section_read_the_theory_metrics(tmp_path, monkeypatch):
+    """The theory checks' claims come from metrics/theory-<check>.json: a slope of 1.98 +- 0.01 agrees with the
+    order 2, one of 1.5 does not; a skewness growing with d holds; a planted biased 'unbiased' estimator fails."""
+    from genbench.claims import theory_claims
+    from genbench.theory_report import theory_sections
+
+    monkeypatch.chdir(tmp_path)
+    row = {"distribution": "normal", "n": 2, "replicates": 1000, "unbiased_ratio": 1.2, "unbiased_ratio_stderr": 0.01,
+           "biased_ratio": 0.5, "biased_ratio_stderr": 0.01, "expected_biased_ratio": 0.5, "unbiased_mse": 2.0,
+           "unbiased_mse_stderr": 0.05, "biased_mse": 0.75, "biased_mse_stderr": 0.02, "mse_difference": -1.25,
+           "mse_difference_stderr": 0.04, "ml_sigma_mean": 0.564, "ml_sigma_stderr": 0.002, "ml_sigma_expected": 0.5642}
+    write_json("metrics/theory-variance.json", {"result": {"rows": [row, {**row, "n": 5}]}})
+    hub = {"k": 5, "n": 500, "resamples": 3}
+    write_json("metrics/theory-hubness.json", {"result": {"rows": [
+        {**hub, "d": 2, "skewness_mean": 0.1, "skewness_stderr": 0.05, "correlation_mean": -0.02, "correlation_stderr": 0.01},
+        {**hub, "d": 256, "skewness_mean": 5.0, "skewness_stderr": 0.5, "correlation_mean": -0.9, "correlation_stderr": 0.01}]}})
+    write_json("metrics/theory-gdflow.json", {"result": {"rows": [], "ode_check": 1e-12, "fits": [
+        {"problem": "mlp", "instances": 5, "plain_slope_mean": 1.5, "plain_slope_stderr": 0.01,
+         "modified_slope_mean": 1.98, "modified_slope_stderr": 0.01}]}})
+    params = SimpleNamespace(theory={"variance": {}, "hubness": {}, "gdflow": {}})
+    verdicts = {c.claim.rsplit(" (", 1)[0]: verdict(c)[0] for c in theory_claims(params)}
+    assert verdicts["the 1/(n-1) variance estimator is unbiased"] == "does not hold"   # 1.2 +- 0.02 vs 1 +- 0.03
+    assert verdicts["the 1/n variance estimator is biased by (n-1)/n = 0.5"] == "inconclusive at this n"  # +-0.02 > 0.015
+    assert verdicts["for the normal the 1/n estimator has the lower MSE"] == "holds"
+    assert verdicts["the k-occurrence's skewness grows with dimension"] == "holds"
+    assert verdicts["hubs lie near the data mean: Spearman(N_k, distance to mean) < 0"] == "holds"
+    assert verdicts["GD's distance to the gradient flow of L falls as eta^1"] == "does not hold"
+    assert verdicts["GD's distance to the flow of L + (eta/4)|grad L|^2 falls as eta^2"] == "holds"
+    md, rows = theory_sections(params)
+    assert "## Theory checks" in md and {r["table"] for r in rows} == {"variance", "hubness", "gdflow_fit"}
+
+
 def test_higher_is_better_flips_the_sign_and_unequal_n_is_not_compared():
     c = Claim("precision up", "test", fig(0.6, 0.01), fig(0.5, 0.01), lower_is_better=False, needs_seeds=False)
     assert verdict(c)[0] == "holds"
@@ -60,7 +107,7 @@ def test_table_from_metrics_files_uses_the_seeds_std_and_refuses_a_kid_std_of_th
     run = lambda model: SimpleNamespace(model=model, dataset="mnist")  # noqa: E731
     params = SimpleNamespace(runs={"wgan_div_mnist": run("wgan_div"), "wgan_gp_mnist": run("wgan_gp")},
                              seeds=[0], repeat=SimpleNamespace(seeds=[1, 2], runs=["wgan_div_mnist", "wgan_gp_mnist"]),
-                             eval=SimpleNamespace(extractors={"classifier": None}))
+                             eval=SimpleNamespace(extractors={"classifier": None}), theory={})
     _, rows = claims_table(params)
     [row] = rows
     se = math.hypot(statistics.stdev(div), statistics.stdev(gp)) / math.sqrt(3)
@@ -90,7 +137,7 @@ def test_study_claims_read_the_encoder_and_logdet_studies_of_the_metrics_files(t
         "logdet_truncation": {"rows": rows, "series_terms_train": 5, "series_terms_eval": 20}}})
     run = lambda model: SimpleNamespace(model=model, dataset="toy_ring8")  # noqa: E731
     params = SimpleNamespace(runs={"ogan_ring8": run("ogan"), "iresnet_ring8": run("iresnet")}, seeds=[0],
-                             repeat=SimpleNamespace(seeds=[], runs=[]), eval=SimpleNamespace(extractors={}))
+                             repeat=SimpleNamespace(seeds=[], runs=[]), eval=SimpleNamespace(extractors={}), theory={})
     _, table = claims_table(params)
     by_run = {r["claim"].split("(")[0].split(":")[0]: r for r in table}
     encoder = by_run["O-GAN's discriminator is an encoder"]
@@ -137,7 +184,7 @@ def test_discrete_latent_claims_and_sections_read_their_studies(tmp_path, monkey
     runs = {"catvae_gs_mnist": spec("catvae", estimator="gs"), "catvae_sf_mnist": spec("catvae", estimator="sf"),
             "fsq1000_mnist": spec("codebook"), "vq1024_mnist": spec("codebook")}
     params = SimpleNamespace(runs=runs, seeds=[0], repeat=SimpleNamespace(seeds=[1, 2], runs=list(runs)),
-                             eval=SimpleNamespace(extractors={"classifier": None}))
+                             eval=SimpleNamespace(extractors={"classifier": None}), theory={})
     _, table = claims_table(params)
     by = {r["claim"].split(" (")[0]: r for r in table}
     gs_sf = by["Gumbel-Softmax trains a lower test -ELBO than SF"]

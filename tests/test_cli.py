@@ -92,3 +92,22 @@ def test_the_classifier_stage_puts_the_shipped_pinned_ruler_in_place(workdir, mo
     monkeypatch.setitem(layout.SHIPPED_CLASSIFIERS, "mnist", "0" * 64)
     assert main(["classifier", "--dataset", "mnist"]) == 2
     assert "pinned 0000" in capsys.readouterr().err and not placed.exists()
+
+
+def test_the_theory_stage_writes_its_figures_with_their_protocol_and_refuses_an_unknown_check(workdir, capsys):
+    """`genbench theory --check <name>`: the check's settings (filled in) and result in metrics/theory-<name>.json,
+    the same figures on a second run (seeded); a check not in params.yaml is one line, exit 2, nothing written."""
+    import yaml
+
+    raw = yaml.safe_load((workdir / "params.yaml").read_text())
+    raw["theory"] = {"variance": {"sizes": [2, 4], "replicates": 2000, "distributions": ["normal"]}}
+    (workdir / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    assert main(["theory", "--check", "hubness"]) == 2
+    assert "theory check 'hubness' is not in params.yaml `theory`" in capsys.readouterr().err
+    assert not (workdir / "metrics").exists()
+    assert main(["theory", "--check", "variance"]) == 0
+    first = json.loads((workdir / "metrics" / "theory-variance.json").read_text())
+    assert first["settings"]["bernoulli_p"] == 0.3 and first["settings"]["replicates"] == 2000   # defaults filled in
+    assert [r["n"] for r in first["result"]["rows"]] == [2, 4] and first["code_version"]["commit"] is not None
+    assert main(["theory", "--check", "variance"]) == 0
+    assert json.loads((workdir / "metrics" / "theory-variance.json").read_text())["result"] == first["result"]

@@ -1,6 +1,7 @@
 """Normalizing flows: invertibility, log-determinants against brute-force Jacobians (every layer and
-every whole flow), the analytic Gaussian bits/dim of an identity flow, densities that integrate to
-one, and the i-ResNet's spectral normalisation and power-series estimator."""
+every whole flow, Glow with each form of its 1x1 convolution), the analytic Gaussian bits/dim of an
+identity flow, densities that integrate to one, det(exp A) = exp(tr A) behind Glow's W = exp(A), and
+the i-ResNet's spectral normalisation and power-series estimator."""
 from __future__ import annotations
 
 import math
@@ -8,11 +9,12 @@ import math
 import pytest
 import torch
 
+from genbench import GenbenchError
 from genbench.metrics.likelihood import LOG_NUM_BINS, dequantize, nats_to_bits_per_dim
-from genbench.models import build_model
-from genbench.models.flows import (AutoregressiveTransformerFlow, Bijector, Chain, FlowContext,
-                                   InvertibleResidualBlock, SpectralNormConv, ActNorm, DiagonalScaling, exact_residual_logdet,
-                                   power_series_logdet)
+from genbench.models import MODELS, build_model
+from genbench.models.flows import (CONV_1X1, ActNorm, AutoregressiveTransformerFlow, Bijector, Chain, Conv1x1,
+                                   DiagonalScaling, ExpConv1x1, FlowContext, InvertibleResidualBlock, SpectralNormConv,
+                                   exact_residual_logdet, power_series_logdet)
 
 FLOWS = {
     "nice": {"coupling_layers": 4, "hidden_units": 16, "hidden_layers": 1, "prior": "logistic"},
@@ -21,14 +23,22 @@ FLOWS = {
     "iresnet": {"levels": 1, "blocks_per_level": 2, "hidden_channels": 8},
     "tarflow": {"patch_size": 2, "blocks": 2, "width": 16, "layers_per_block": 1, "heads": 2},
 }
+# Glow with the other forms of its invertible 1x1 convolution ("glow" is the default LU form)
+VARIANTS = {f"glow-{form}": ("glow", dict(FLOWS["glow"], invconv=form)) for form in ("plain", "exp")}
+ALL_FLOWS = [*FLOWS, *VARIANTS]
 IMAGE, POINTS = (1, 4, 4), (2,)  # D = 16 and 2: full Jacobians are cheap
 
 
-def random_flow(name: str, shape, dtype=torch.float64):
+def flow_config(case: str) -> tuple[str, dict]:
+    """(model name, model_config) of a key of FLOWS or VARIANTS."""
+    return VARIANTS.get(case, (case, FLOWS.get(case)))
+
+
+def random_flow(case: str, shape, dtype=torch.float64):
     """A flow whose data-dependent init has run and whose zero-initialised layers are perturbed, so
     that no layer is the identity."""
     torch.manual_seed(0)
-    model = build_model(name, FLOWS[name], shape).to(dtype)
+    model = build_model(*flow_config(case), shape).to(dtype)
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
         model.train()
@@ -59,7 +69,7 @@ def brute_logdet(fn, x: torch.Tensor) -> torch.Tensor:
     return torch.stack(out)
 
 
-CASES = [(name, shape) for name in FLOWS for shape in (IMAGE, POINTS)]
+CASES = [(name, shape) for name in ALL_FLOWS for shape in (IMAGE, POINTS)]
 
 
 @pytest.mark.parametrize("name,shape", CASES)
@@ -99,7 +109,7 @@ def test_whole_flow_logdet_matches_brute_force_jacobian(name, shape):
     torch.testing.assert_close(logdet, expected, atol=1e-7, rtol=1e-7)
 
 
-@pytest.mark.parametrize("name", sorted(FLOWS))
+@pytest.mark.parametrize("name", ALL_FLOWS)
 def test_density_on_the_plane_integrates_to_one(name):
     model = random_flow(name, POINTS)
     ticks = torch.linspace(-12, 12, 481, dtype=torch.float64)
@@ -282,3 +292,100 @@ def test_glow_sample_stage_draws_one_row_per_temperature(tmp_path):
     rows = [model.sample_at_temperature(10, torch.Generator().manual_seed(0), t) for t in (0.0, 0.7)]
     assert all(torch.equal(rows[0][0], img) for img in rows[0]) and not torch.equal(rows[0], rows[1])
     assert np.asarray(rows[1]).dtype == np.uint8
+
+
+# --- Glow's invertible 1x1 convolution: LU, plain, and W = exp(A) ------------------------------
+def test_det_of_the_matrix_exponential_is_the_exponential_of_the_trace():
+    """det(exp A) = exp(tr A) for real non-symmetric A (the identity behind ExpConv1x1's log-det)."""
+    g = torch.Generator().manual_seed(0)
+    for n in range(1, 65):
+        a = torch.randn(n, n, generator=g, dtype=torch.float64) / math.sqrt(n)  # det(exp A) stays near 1
+        assert n == 1 or not torch.allclose(a, a.T)
+        det = torch.linalg.det(torch.linalg.matrix_exp(a))
+        torch.testing.assert_close(det, torch.exp(torch.trace(a)), rtol=1e-10, atol=0, msg=f"n = {n}")
+
+
+def random_conv(form: str, channels: int, dtype=torch.float64) -> Conv1x1:
+    """A 1x1 convolution of the given form, its parameters perturbed away from the initial rotation."""
+    torch.manual_seed(0)
+    layer = CONV_1X1[form](channels).to(dtype)
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=g, dtype=dtype))
+    return layer
+
+
+@pytest.mark.parametrize("form", sorted(CONV_1X1))
+def test_conv1x1_logdet_is_h_w_log_det_of_its_weight_and_the_jacobians(form):
+    layer = random_conv(form, 5)
+    x = torch.randn(2, 5, 3, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    _, logdet = layer(x)
+    sign, log_abs = torch.linalg.slogdet(layer.weight().detach())
+    assert abs(log_abs.item()) > 0.1  # not volume preserving: the test can tell a wrong log-det
+    torch.testing.assert_close(logdet, (3 * 2 * log_abs).expand(2), rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(logdet, brute_logdet(lambda v: layer(v)[0], x), rtol=1e-10, atol=1e-10)
+    if form == "exp":  # det exp(A) = exp(tr A) > 0
+        assert sign == 1 and torch.equal(layer.log_abs_det(), torch.trace(layer.log_weight))
+
+
+def test_exp_conv1x1_needs_no_determinant_and_inverts_by_exp_of_minus_a(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("ExpConv1x1 computed a determinant or a matrix inverse")
+
+    for name in ("det", "slogdet", "inv", "solve", "lu", "lu_factor"):
+        monkeypatch.setattr(torch.linalg, name, refuse)
+    for dtype, tol in ((torch.float64, 1e-10), (torch.float32, 1e-5)):
+        layer = random_conv("exp", 8, dtype)
+        assert torch.equal(layer.inverse_weight(), torch.linalg.matrix_exp(-layer.log_weight.double()))
+        x = torch.randn(4, 8, 5, 5, generator=torch.Generator().manual_seed(3)).to(dtype)
+        y, logdet = layer(x)
+        back = layer.inverse(y)
+        assert back.dtype == dtype and (back - x).abs().max() < tol
+        torch.testing.assert_close(logdet, (25 * torch.trace(layer.log_weight)).expand(4))
+
+
+def test_the_three_forms_start_alike_and_lu_is_the_default():
+    """The same draw in every form: the rest of Glow is initialised identically, LU and plain start from the
+    same rotation, and exp(A) starts as a rotation too (A skew-symmetric: det 1, log-det 0)."""
+    models = {}
+    for form in sorted(CONV_1X1):
+        torch.manual_seed(0)
+        models[form] = build_model("glow", dict(FLOWS["glow"], invconv=form), IMAGE)
+    assert type(models["lu"]).__name__ == "Glow" and MODELS["glow"].config_cls().invconv == "lu"
+    rest = {}  # every entry of the state_dict outside the 1x1 convolutions
+    for form, m in models.items():
+        convs = tuple(f"{name}." for name, mod in m.named_modules() if isinstance(mod, Conv1x1))
+        rest[form] = {k: v for k, v in m.state_dict().items() if not k.startswith(convs)}
+    for form in ("plain", "exp"):
+        assert rest[form].keys() == rest["lu"].keys() and all(torch.equal(v, rest["lu"][k])
+                                                              for k, v in rest[form].items())
+    convs = {form: [m for m in models[form].modules() if isinstance(m, Conv1x1)] for form in models}
+    assert [type(c) for c in convs["exp"]] == [ExpConv1x1] * 4
+    for lu, plain, exp in zip(convs["lu"], convs["plain"], convs["exp"]):
+        torch.testing.assert_close(plain.weight(), lu.weight(), rtol=0, atol=1e-5)
+        w = exp.weight().double()
+        torch.testing.assert_close(w @ w.T, torch.eye(len(w), dtype=torch.float64), rtol=0, atol=1e-5)
+        assert exp.log_abs_det().item() == 0.0
+
+
+def test_an_unknown_invconv_is_refused_by_name():
+    with pytest.raises(GenbenchError, match=r"invconv: expected one of 'lu', 'plain', 'exp', got 'qr'"):
+        build_model("glow", dict(FLOWS["glow"], invconv="qr"), IMAGE)
+    # what `genbench validate` reports for a run's model_config
+    assert MODELS["glow"].config_problems({"invconv": "qr"}, "runs.glow_mnist.model_config") == [
+        "runs.glow_mnist.model_config.invconv: expected one of 'lu', 'plain', 'exp', got 'qr'"]
+
+
+def test_bench_times_the_three_1x1_convolutions_side_by_side(capsys):
+    from genbench.bench import conv1x1_step_times, print_conv1x1
+
+    r = conv1x1_step_times(FLOWS["glow"], IMAGE, batch_size=4, repeats=2, warmup_s=0.0, segment_s=1e-3)
+    assert list(r["forms"]) == ["lu", "plain", "exp"] and r["layers"] == [[4, 2, 2]] * 2 + [[8, 1, 1]] * 2
+    for f in r["forms"].values():
+        assert len(f["s_per_step"]) == 2 and all(s > 0 for s in f["s_per_step"]) and f["parameters"] > 0
+    assert r["forms"]["lu"]["time_vs_lu"]["median"] == 1.0
+    assert r["forms"]["plain"]["parameters"] == r["forms"]["exp"]["parameters"] == 2 * 16 + 2 * 64
+    print_conv1x1(r)
+    out = capsys.readouterr().out
+    assert "4 layers at 8x1x1 and 4x2x2" in out and all(f"\n{form} " in out for form in ("lu", "plain", "exp"))

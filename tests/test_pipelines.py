@@ -26,7 +26,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # the venv's bin: dvc, snakemake, genbench
 PROFILES = sorted(yaml.safe_load((REPO / "params.yaml").read_text())["profiles"])
-STAGES = ("prepare", "weights", "classifier", "refstats", "train", "sample", "evaluate", "score", "report")
+STAGES = ("prepare", "weights", "classifier", "refstats", "train", "sample", "evaluate", "score", "theory", "report")
 # DVC's first stage writes pipelines/resolved/ (what each stage uses); Snakemake writes the same files
 # when it reads the workflow, so it has no rule for it
 DVC_ONLY = ("resolve",)
@@ -97,6 +97,8 @@ def canonical_from_dvc_name(name: str) -> tuple[str, frozenset]:
     if stage in ("train", "sample", "evaluate", "score"):
         run_name, seed = key.rsplit("-", 1)
         return stage, frozenset({("run", run_name), ("seed", seed)})
+    if stage == "theory":
+        return stage, frozenset({("check", key)})
     return stage, frozenset({("dataset", key)})
 
 
@@ -261,6 +263,8 @@ def test_outputs_are_the_paths_of_genbench_layout(dvc_dag):
     for key, paths in expected.items():
         assert key in dvc_dag, f"no DVC stage for {fmt([key])[0]}"
         assert [str(p) for p in paths] == dvc_dag[key]["outs"], fmt([key])[0]
+    for check in params.theory:
+        expected[("theory", frozenset({("check", check)}))] = [layout.theory_metrics_path(check)]
     report_dir = params.report.dir
     assert {f"{report_dir}/{n}" for n in ("leaderboard.md", "leaderboard.csv", "index.html")} <= \
         set(dvc_dag[("report", frozenset())]["outs"])

@@ -39,7 +39,10 @@ def test_source_files_follow_imports_but_not_the_registries():
     assert "genbench/report.py" not in evaluate  # the sample grids come from figures.py
     # scoring and sampling are separate modules: an edit to one does not make the other stage stale
     assert "genbench/sample.py" not in evaluate and "genbench/evaluate.py" not in source_files("genbench.sample")
-    assert source_files("genbench.report")[-1] == "genbench/report.py"
+    assert {"genbench/report.py", "genbench/theory_report.py", "genbench/claims.py"} <= set(source_files("genbench.report"))
+    # a theory check runs its module and the k-occurrence it shares with the GANs' hubness sampler, nothing else
+    theory = source_files("genbench.theory")
+    assert {"genbench/theory.py", "genbench/models/gans.py"} <= set(theory) and "genbench/train.py" not in theory
 
 
 def test_a_profile_override_changes_only_that_runs_files():

@@ -170,6 +170,8 @@ def test_bertflow_refuses_unknown_settings():
         build_model("bertflow", {"poolings": ["mean"]}, (6,))
     with pytest.raises(GenbenchError, match="fit must be"):
         build_model("bertflow", {"fit": "dev"}, (6,))
+    with pytest.raises(GenbenchError, match="invconv: BERT-flow's invertible linear map is the LU form only"):
+        build_model("bertflow", {"invconv": "exp"}, (6,))
 
 
 def test_flow_split_holds_out_fitted_sentences_by_seed():

@@ -232,10 +232,39 @@ class ActNorm(Bijector):
         return y * torch.exp(-self.log_scale) - self.bias
 
 
-class InvertibleConv1x1(Bijector):
-    """Invertible 1x1 convolution in LU form, W = P L (U + diag(sign(s) exp(log|s|)))
-    (Glow sec. 3.2, eq. 10): log|det| = H * W * sum(log|s|). P is fixed; initialised from a random
-    rotation."""
+InvConv = Literal["lu", "plain", "exp"]
+
+
+class Conv1x1(Bijector):
+    """Invertible 1x1 convolution, y = W x at every pixel (Glow, Kingma & Dhariwal 2018, sec. 3.2):
+    log|det| = H * W * log|det W| (eq. 9). Subclasses parameterise W; each computes log|det W| in its
+    own way and W^-1 for the inverse (in float64, then cast). All take the same random draw, a C x C
+    Gaussian matrix, so the rest of a flow is initialised alike whichever form it uses."""
+
+    def weight(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def log_abs_det(self) -> torch.Tensor:
+        """log|det W|, a scalar."""
+        raise NotImplementedError
+
+    def inverse_weight(self) -> torch.Tensor:
+        """W^-1 in float64."""
+        return torch.linalg.inv(self.weight().double())
+
+    def forward(self, x, ctx=None):
+        w = self.weight()
+        y = F.conv2d(x, w.view(*w.shape, 1, 1))
+        return y, (x.shape[2] * x.shape[3] * self.log_abs_det()).expand(x.shape[0])
+
+    def inverse(self, y, ctx=None):
+        w_inv = self.inverse_weight().to(y.dtype)
+        return F.conv2d(y, w_inv.view(*w_inv.shape, 1, 1))
+
+
+class InvertibleConv1x1(Conv1x1):
+    """W in LU form, W = P L (U + diag(sign(s) exp(log|s|))) (Glow sec. 3.2, eq. 10):
+    log|det W| = sum(log|s|), O(C). P is fixed; initialised from a random rotation."""
 
     def __init__(self, channels: int):
         super().__init__()
@@ -255,14 +284,56 @@ class InvertibleConv1x1(Bijector):
         upper = self.upper * self.lower_mask.T + torch.diag(self.sign_s * torch.exp(self.log_s))
         return self.permutation @ lower @ upper
 
-    def forward(self, x, ctx=None):
-        w = self.weight()
-        y = F.conv2d(x, w.view(*w.shape, 1, 1))
-        return y, (x.shape[2] * x.shape[3] * self.log_s.sum()).expand(x.shape[0])
+    def log_abs_det(self):
+        return self.log_s.sum()
 
-    def inverse(self, y, ctx=None):
-        w_inv = torch.linalg.inv(self.weight().double()).to(y.dtype)
-        return F.conv2d(y, w_inv.view(*w_inv.shape, 1, 1))
+
+class PlainConv1x1(Conv1x1):
+    """W a full learnt matrix, initialised as a random rotation (Glow sec. 3.2): log|det W| by an LU
+    factorisation of W at every pass (`torch.linalg.slogdet`, O(C^3)), eq. 9."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        q, _ = torch.linalg.qr(torch.randn(channels, channels))
+        self.w = nn.Parameter(q)
+
+    def weight(self) -> torch.Tensor:
+        return self.w
+
+    def log_abs_det(self):
+        return torch.linalg.slogdet(self.w)[1]
+
+
+class ExpConv1x1(Conv1x1):
+    """W = exp(A), the matrix exponential of a learnt A (Hoogeboom et al. 2020, The Convolution Exponential
+    and Generalized Sylvester Flows, for a convolution in place of A; Su Jianlin, "恒等式 det(exp(A)) =
+    exp(Tr(A)) 赏析"). Since det(exp A) = exp(tr A) (triangularise A: the eigenvalues of exp A are the
+    exponentials of those of A, and a determinant is the product of the eigenvalues),
+        log|det W| = tr(A)                                    (no determinant is computed)
+    and W^-1 = exp(-A) (no matrix is inverted). W is invertible for every A, but det W > 0 always:
+    exp reaches only the matrices of positive determinant, never a reflection.
+
+    A starts as the skew-symmetric part of a Gaussian matrix, so W = exp(A) starts as a random
+    rotation (det 1, log-det 0), as Glow's W does: every step's coupling transforms the same channel
+    half (`channel_mask(shape, 0)`), so it is the 1x1 convolution that mixes the channels, and A = 0
+    (W = I) would leave half of them untouched by every coupling until A has learnt to mix."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        m = torch.randn(channels, channels)
+        self.log_weight = nn.Parameter((m - m.T) / 2)
+
+    def weight(self) -> torch.Tensor:
+        return torch.linalg.matrix_exp(self.log_weight)
+
+    def log_abs_det(self):
+        return torch.diagonal(self.log_weight).sum()
+
+    def inverse_weight(self) -> torch.Tensor:
+        return torch.linalg.matrix_exp(-self.log_weight.double())
+
+
+CONV_1X1: dict[str, type[Conv1x1]] = {"lu": InvertibleConv1x1, "plain": PlainConv1x1, "exp": ExpConv1x1}
 
 
 class Coupling(Bijector):
@@ -813,14 +884,17 @@ class GlowConfig:
     sweep_temperatures: list[float] = field(default_factory=lambda: [0.0, 0.5, 0.7, 0.85, 1.0])
     preprocess: Preprocess = "shift"  # Glow models y - 1/2
     logit_alpha: float = 0.05
+    invconv: InvConv = "lu"         # W of the 1x1 convolution: LU (eq. 10), plain (eq. 9) or exp(A)
 
 
 @register_model("glow", config=GlowConfig, data_kinds=("image", "points"),
                 paper="Kingma & Dhariwal 2018, Glow: Generative Flow with Invertible 1x1 Convolutions")
 class Glow(Flow):
     """Multi-scale (L levels: squeeze, K flow steps, split with a learnt prior) of the step
-    actnorm -> invertible 1x1 conv (LU) -> affine coupling (Table 1). Samples at temperature T scale
-    every prior's standard deviation."""
+    actnorm -> invertible 1x1 conv -> affine coupling (Table 1). Samples at temperature T scale
+    every prior's standard deviation. `invconv` chooses the 1x1 convolution's W: "lu" (the paper's LU
+    form, eq. 10; the default), "plain" (a full matrix, log|det W| by slogdet, eq. 9) or "exp"
+    (W = exp(A), log|det W| = tr A, inverse exp(-A); see ExpConv1x1)."""
 
     def build(self, shape):
         c = self.config
@@ -832,7 +906,7 @@ class Glow(Flow):
                 layers.append(Squeeze())
                 shape = Squeeze().output_shape(shape)
             for _ in range(c.steps_per_level):
-                layers += [ActNorm(shape[0]), InvertibleConv1x1(shape[0]),
+                layers += [ActNorm(shape[0]), CONV_1X1[c.invconv](shape[0]),
                            Coupling(channel_mask(shape, 0),
                                     conv_net(shape[0], c.hidden_channels, 2 * shape[0], shape[1], c.res_blocks),
                                     "sigmoid")]

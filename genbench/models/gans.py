@@ -122,6 +122,20 @@ def pearson_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 # Priors for High-Quality GAN Latent Sampling")
 # ==================================================================================================
 @torch.no_grad()
+def k_occurrence(points: torch.Tensor, k: int, chunk: int = 1000) -> torch.Tensor:
+    """N_k(x) for every row x of `points`: how many OTHER rows count x among their k nearest (Euclidean)
+    neighbours; a point is never its own neighbour (Radovanovic et al. 2010, eq. 1; Liang et al. 2022,
+    section 3.2). Float counts summing to len(points) * k; distances are computed `chunk` rows at a time."""
+    n = len(points)
+    occurrences = torch.zeros(n, device=points.device)
+    for start in range(0, n, chunk):
+        d = torch.cdist(points[start:start + chunk], points)
+        d[torch.arange(len(d)), torch.arange(start, start + len(d))] = math.inf  # not its own neighbour
+        occurrences += torch.bincount(d.topk(k, dim=1, largest=False).indices.flatten(), minlength=n)
+    return occurrences
+
+
+@torch.no_grad()
 def hubness_latents(n: int, dim: int, generator: torch.Generator, *, k: int, threshold: int, pool: int,
                     device: torch.device | str = "cpu") -> tuple[torch.Tensor, float]:
     """`n` latents z ~ N(0, I) kept only if they are hubs: within each pool of `pool` draws, the
@@ -131,11 +145,7 @@ def hubness_latents(n: int, dim: int, generator: torch.Generator, *, k: int, thr
     while sum(len(x) for x in kept) < n:
         z = torch.randn((pool, dim), generator=generator, device=device)
         drawn += pool
-        occurrences = torch.zeros(pool, device=device)
-        for start in range(0, pool, 1000):
-            d = torch.cdist(z[start:start + 1000], z)
-            d[torch.arange(len(d)), torch.arange(start, start + len(d))] = math.inf  # not its own neighbour
-            occurrences += torch.bincount(d.topk(k, dim=1, largest=False).indices.flatten(), minlength=pool)
+        occurrences = k_occurrence(z, k)
         kept.append(z[occurrences >= threshold])
         if drawn >= 200 * max(n, pool) and sum(len(x) for x in kept) == 0:
             raise GenbenchError(f"the hubness prior accepted no latent in {drawn} draws (k = {k}, threshold = "

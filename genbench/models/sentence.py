@@ -198,6 +198,9 @@ class BertFlow(Glow):
     def __init__(self, config: BertFlowConfig, data_shape):
         if config.fit not in ("all", "train"):
             raise GenbenchError(f"model_config.fit must be 'all' or 'train', got {config.fit!r}")
+        if config.invconv != "lu":  # the vector flow's invertible map is the LU one, factor by factor
+            raise GenbenchError(f"model_config.invconv: BERT-flow's invertible linear map is the LU form only "
+                                f"('lu'), got {config.invconv!r}")
         unknown = [p for p in config.poolings if p not in POOLINGS]
         if unknown or not config.poolings:
             raise GenbenchError(f"model_config.poolings: expected a non-empty list of {', '.join(POOLINGS)}, "

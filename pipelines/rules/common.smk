@@ -57,6 +57,8 @@ EVAL_DATASETS = TABLE["scored"]
 # evaluated, the supervised ones (accuracy experiments) scored
 JOBS = [f"{job['run']}-s{job['seed']}" for job in TABLE["jobs"].values()]
 GENERATIVE_JOBS = [f"{job['run']}-s{job['seed']}" for job in TABLE["generative"].values()]
+# the theory checks (genbench/theory.py), one `theory` job each
+CHECKS = TABLE["checks"]
 
 
 def one_of(names):

@@ -1,3 +1,26 @@
+# The theory checks (genbench/theory.py): seeded simulations whose figures test a stated identity or rate.
+
+
+rule theory:
+    wildcard_constraints:
+        check=one_of(CHECKS),
+    input:
+        resolved("theory", "{check}"),
+    output:
+        "metrics/theory-{check}.json",
+    log:
+        "logs/theory/{check}.log",
+    conda:
+        "../envs/genbench.yaml"
+    threads: TORCH_THREADS
+    resources:
+        mem_mb=4000,
+        runtime=10,
+        gpu=0,
+    shell:
+        "genbench theory --check {wildcards.check} > {log} 2>&1"
+
+
 # The leaderboard, from every job's metrics file, training curves (runs/*/stats.jsonl) and sample grid.
 
 
@@ -5,6 +28,7 @@ rule report:
     input:
         expand("metrics/{job}.json", job=JOBS),
         expand("runs/{job}/outcome.json", job=JOBS),
+        expand("metrics/theory-{check}.json", check=CHECKS),
         expand("samples/{job}", job=GENERATIVE_JOBS),
         resolved("report"),
     output:
@@ -15,6 +39,7 @@ rule report:
         f"{REPORT_DIR}/sts.csv",
         f"{REPORT_DIR}/discrete.csv",
         f"{REPORT_DIR}/codebook.csv",
+        f"{REPORT_DIR}/theory.csv",
         f"{REPORT_DIR}/index.html",
         directory(f"{REPORT_DIR}/figures"),
         directory(f"{REPORT_DIR}/curves"),
