@@ -55,3 +55,26 @@ def test_the_report_is_replaced_as_a_whole_or_not_at_all(tmp_path, monkeypatch):
     out.rename(tmp_path / ".reports.old")  # killed after moving the old report aside
     assert report.build(None, out) == "table" and (out / "leaderboard.md").read_text() == "new board\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["reports"]
+
+
+def test_a_pending_job_without_metrics_has_no_row_and_any_other_missing_metrics_file_is_an_error(tmp_path, monkeypatch):
+    """pipelines/stale.yaml may list a job that has not run yet (a run's remaining seeds): the report shows the
+    seeds that ran; a missing metrics file of a job not listed there stays an error."""
+    import pytest
+
+    from genbench.io import write_json
+    from genbench.report import aggregate, collect
+
+    from .conftest import load_tiny
+
+    params = load_tiny()
+    jobs = [f"{run}-s{seed}" for run, seed in params.jobs() if run == "vae_mnist"]
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError):
+        collect(params, pending=set())
+    pending = {f"{run}-s{seed}" for run, seed in params.jobs()}
+    assert collect(params, pending) == []
+    write_json(f"metrics/{jobs[0]}.json", {"model": "vae", "dataset": "mnist", "status": "diverged",
+                                          "diverged_at_step": 7})
+    rows = collect(params, pending)
+    assert [r["run"] for r in rows] == ["vae_mnist"] and aggregate(rows)["seeds"].tolist() == [1]
