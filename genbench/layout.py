@@ -31,6 +31,7 @@ def classifier_metrics_path(dataset: str) -> Path:
 RULERS_DIR = Path(__file__).resolve().parent / "rulers"
 SHIPPED_CLASSIFIERS = {
     "mnist": "657ff00297a24b75dfbc33cfc3f734d15fd50d2cc5e467bd1c64df9500f936b1",
+    "fashion_mnist": "d25ad2728679c49febe9ee273533302dd701341b34b83305cd6341a37ed0f970",
 }
 
 

@@ -111,3 +111,17 @@ def test_the_theory_stage_writes_its_figures_with_their_protocol_and_refuses_an_
     assert [r["n"] for r in first["result"]["rows"]] == [2, 4] and first["code_version"]["commit"] is not None
     assert main(["theory", "--check", "variance"]) == 0
     assert json.loads((workdir / "metrics" / "theory-variance.json").read_text())["result"] == first["result"]
+
+
+def test_every_shipped_ruler_matches_its_pin_and_says_how_it_was_trained():
+    """genbench/rulers/: one classifier per pinned dataset, its bytes hashing to the pin, with a record of the
+    command, settings and validation accuracy that made it (the FID[classifier-<dataset>] column's ruler)."""
+    from genbench import layout
+    from genbench.io import sha256_file
+
+    assert {"mnist", "fashion_mnist"} <= set(layout.SHIPPED_CLASSIFIERS)
+    for dataset in layout.SHIPPED_CLASSIFIERS:
+        weights, pin = layout.shipped_classifier(dataset)
+        assert sha256_file(weights) == pin, dataset
+        record = json.loads(weights.with_suffix(".json").read_text())
+        assert f"--dataset {dataset}" in record["trained_with"] and record["val_accuracy"] > 0.9, dataset
