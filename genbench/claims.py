@@ -482,7 +482,8 @@ def _side(f: Figure) -> str:
     return f"{f.label}: {f.value:.4g}{err}"
 
 
-def claims_table(params, stale_runs: set[str] = frozenset()) -> tuple[list[str], list[dict[str, Any]]]:
+def claims_table(params, stale_runs: set[str] = frozenset(), pending_runs: set[str] = frozenset()
+                 ) -> tuple[list[str], list[dict[str, Any]]]:
     """Markdown lines of the claims table and its rows (for claims.csv)."""
     rows = []
     for c in claims(params):
@@ -493,7 +494,8 @@ def claims_table(params, stale_runs: set[str] = frozenset()) -> tuple[list[str],
                      + ("" if c.tolerance is None else f"; agreement within ± {c.tolerance:.3g}"), "n": f"{c.better.n} / {c.worse.n}",
                      "seeds": f"{c.better.seeds} / {c.worse.seeds}",
                      "standard_errors_apart": None if z is None else round(z, 2),
-                     "verdict": v + (" (stale figures)" if set(c.runs) & stale_runs else "")})
+                     "verdict": v + (" (stale figures)" if set(c.runs) & stale_runs else "")
+                     + (" (seeds pending)" if set(c.runs) & pending_runs else "")})
     if not rows:
         return [], rows
     md = ["## Claims checked", "",

@@ -476,8 +476,11 @@ def _build(params, out_dir: Path) -> pd.DataFrame:
             pd.DataFrame(section_rows).to_csv(tmp, index=False, float_format="%.6g")
     from genbench.claims import claims_table
 
-    stale_runs = {job.rsplit("-s", 1)[0] for job in stale}
-    claims_md, claim_rows = claims_table(params, stale_runs)
+    # a listed job with a metrics file has stale figures; one without has not run yet (its run's seeds pending)
+    listed = [job.rsplit("-s", 1) for job in stale]
+    stale_runs = {run for run, seed in listed if metrics_path(run, int(seed)).is_file()}
+    pending_runs = {run for run, _ in listed} - stale_runs
+    claims_md, claim_rows = claims_table(params, stale_runs, pending_runs)
     md += claims_md
     if claim_rows:
         html_parts += ["<h2>Claims checked</h2>", _markdown_to_html("\n".join(claims_md[4:-1]))]
