@@ -450,7 +450,10 @@ def keep_runs(copy: Path, keep: tuple[str, ...], repeat: tuple[str, ...] = ()) -
             prof["data"]["datasets"] = {k: v for k, v in prof["data"]["datasets"].items() if k in used}
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     for metrics in (copy / "metrics").glob("*.json"):  # the committed figures of the dropped jobs
-        run, seed = metrics.stem.rsplit("-s", 1)
+        job = re.fullmatch(r"(.+)-s(\d+)", metrics.stem)
+        if job is None:  # not a training job's figures (the theory checks: metrics/theory-NAME.json)
+            continue
+        run, seed = job.group(1), job.group(2)
         if run not in keep or int(seed) not in raw["seeds"] + (raw["repeat"]["seeds"] if run in repeat else []):
             metrics.unlink()
 
