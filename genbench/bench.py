@@ -129,11 +129,15 @@ class BareLoop:
     def __init__(self, job: Job, train_x: torch.Tensor, pool: int = 32):
         spec = job.spec
         self.model = build_model(spec.model, spec.model_config, tuple(train_x.shape[1:]))
+        if hasattr(self.model, "attach_training_set"):  # per-example parameters (GLANN's GLO codes)
+            self.model.attach_training_set(len(train_x))
         self.opt = Optimization(self.model.configure_optimizers(spec.train.lr, spec.train.weight_decay), None,
                                 spec.train.grad_clip)
         self.ema = EMA(self.model, spec.train.ema_decay) if spec.train.ema_decay else None
         self.generator = torch.Generator().manual_seed(job.seed)
-        self.batches = [train_x[batch_indices(len(train_x), spec.train.batch_size, s, job.seed)] for s in range(pool)]
+        indices = [batch_indices(len(train_x), spec.train.batch_size, s, job.seed) for s in range(pool)]
+        per_example = getattr(self.model, "per_example", False)
+        self.batches = [(train_x[i], i) if per_example else train_x[i] for i in indices]
         self.steps = 0
 
     def step(self) -> None:
@@ -779,6 +783,10 @@ def main(args) -> int:
                                 f"use --models {' '.join(PEERS)}")
         versions = require_peers(peer_models)
     rows = []
+    representation = [m for m in wanted if m in MODELS and hasattr(MODELS[m].cls, "representation_task")]
+    for m in representation:  # scored by probes, not timed here: tests/test_dim.py states their step times
+        print(f"bench: {m} is a representation model (genbench/representation.py); skipped")
+    wanted = [m for m in wanted if m not in representation]
     supervised = [m for m in wanted if hasattr(MODELS[m].cls, "task_data")] if set(wanted) <= set(MODELS) else []
     sentence = [m for m in wanted if hasattr(MODELS[m].cls, "sentence_task")] if set(wanted) <= set(MODELS) else []
     for model in [m for m in wanted if m not in supervised + sentence]:

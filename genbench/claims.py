@@ -19,7 +19,8 @@ sides' errors combined as if independent.
 An agreement claim (the theory checks: a measured figure equals a predicted one, e.g. an estimator's mean
 equals the true variance, a fitted slope equals 2) states a tolerance delta. It holds when the whole interval
 d +- Z s lies inside +-delta, does not hold when the whole interval lies outside it, and is inconclusive
-otherwise (an equivalence test: "inside the noise" alone never makes it hold, a coarse interval stays open).
+otherwise (an equivalence test: "inside the noise" alone never makes it hold, a coarse interval stays open); one
+between two trained models (DIM against a supervised encoder) needs >= 3 seeds a side like any other.
 A claim between two trained models depends on training randomness: with fewer than 3 seeds per side it is
 "inconclusive: N seed(s), needs >= 3" whatever the sampling noise says (the row still shows how many
 sampling-noise standard errors apart the figures are). A claim between two samplers or bounds of the same
@@ -38,6 +39,7 @@ from genbench.layout import metrics_path
 
 Z = 2.0
 MIN_SEEDS = 3
+COUNT_ROUNDING_STD = 1 / math.sqrt(12)  # the std of an integer count's rounding error (uniform on +-1/2)
 
 
 @dataclass
@@ -83,6 +85,9 @@ def agreement_verdict(c: Claim) -> tuple[str, float | None]:
 def verdict(c: Claim) -> tuple[str, float | None]:
     """(verdict, distance in standard errors) of a claim, by the rule of the module docstring."""
     if c.tolerance is not None:
+        seeds = min(c.better.seeds, c.worse.seeds)
+        if c.needs_seeds and seeds < MIN_SEEDS:
+            return f"inconclusive: {seeds} seed(s), needs >= {MIN_SEEDS}", None
         return agreement_verdict(c)
     if c.better.n != c.worse.n:
         return f"not comparable: n {c.better.n} vs {c.worse.n}", None
@@ -172,10 +177,16 @@ def _runs_of(params, model: str) -> list[str]:
 
 
 def _pairs(params, better_model: str, worse_model: str) -> list[tuple[str, str]]:
-    """Runs of the two models on the same dataset."""
-    worse = {params.runs[r].dataset: r for r in _runs_of(params, worse_model)}
-    return [(r, worse[params.runs[r].dataset]) for r in _runs_of(params, better_model)
-            if params.runs[r].dataset in worse]
+    """Runs of the two models on the same dataset: per dataset, each model's first run in params.yaml (its
+    main run; later ones are studies of a setting: the beta-VAE sweep, Glow with W = exp(A))."""
+    def first(model: str) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for r in _runs_of(params, model):
+            out.setdefault(params.runs[r].dataset, r)
+        return out
+
+    worse = first(worse_model)
+    return [(r, worse[dataset]) for dataset, r in first(better_model).items() if dataset in worse]
 
 
 def _extractors(params) -> list[str]:
@@ -210,6 +221,13 @@ def claims(params) -> list[Claim]:
             add(f"GAN-QP has lower KID[{e}] than WGAN-GP ({params.runs[rb].dataset})",
                 "Su 2018 (GAN-QP), sec. 5: better FID than WGAN-GP without a Lipschitz constraint",
                 sample_figure(params, rb, e, "kid_mean", rb), sample_figure(params, rw, e, "kid_mean", rw), (rb, rw))
+    # GLANN (non-adversarial: GLO + IMLE) against every GAN objective with the same generator network
+    for gan in ("sgan", "wgan_gp", "wgan_div", "gan_qp", "ogan"):
+        for rb, rw in _pairs(params, "glann", gan):
+            for e in _extractors(params):
+                add(f"GLANN has lower KID[{e}] than {gan} ({params.runs[rb].dataset}; same generator network)",
+                    "Hoshen, Li & Malik 2019 (GLANN), Table 1: lower FID than GANs of the same architecture",
+                    sample_figure(params, rb, e, "kid_mean", rb), sample_figure(params, rw, e, "kid_mean", rw), (rb, rw))
     # samplers of one network: the hubness prior (quality up: KID and precision), the EBM's replay buffer
     for run, spec in params.runs.items():
         for e in _extractors(params):
@@ -249,6 +267,85 @@ def claims(params) -> list[Claim]:
     out += catvae_claims(params)
     out += codebook_claims(params)
     out += theory_claims(params)
+    out += rate_distortion_claims(params)
+    out += representation_claims(params)
+    return out
+
+
+REPRESENTATION_CLOSE = 2.0  # "close to supervised": within 2 accuracy points (published: 75.21 vs 75.39)
+
+
+def representation_claims(params) -> list[Claim]:
+    """Hjelm et al.'s Table 1 ordering, per dataset, on the linear probe's test accuracy: DIM(L) (InfoNCE where
+    it ran, else JSD) above the VAE's and the random encoder's features, and within REPRESENTATION_CLOSE points of
+    the supervised encoder (an agreement claim); trained models on both sides, so >= 3 seeds a side."""
+    from genbench.representation_report import objective_label, representation_metrics
+
+    by: dict[tuple[str, str], str] = {}
+    for run, spec in params.runs.items():
+        ms = representation_metrics(params, run) if spec.model == "dim" else []
+        if ms:
+            by.setdefault((spec.dataset, objective_label(ms[0])), run)
+
+    def fig(run: str) -> Figure:
+        ms = representation_metrics(params, run)
+        return _combine(f"{run} linear probe %", [(100 * m["linear_probe"]["accuracy"],
+                                                   100 * m["linear_probe"]["accuracy_stderr"]) for m in ms],
+                        "test-set", ms[0]["probe_test_n"], "test split")
+
+    out: list[Claim] = []
+    source = "Hjelm et al. 2019 (Deep InfoMax), Table 1 (CIFAR-10, conv: DIM(L) InfoNCE 75.21, VAE 60.71, supervised 75.39)"
+    for dataset in dict.fromkeys(d for d, _ in by):
+        local = by.get((dataset, "local/infonce")) or by.get((dataset, "local/jsd"))
+        if local is None:
+            continue
+        for rival, what in (("vae", "the VAE's"), ("random", "a random encoder's")):
+            if (dataset, rival) in by:
+                out.append(Claim(f"DIM(L) features beat {what} on a linear probe ({dataset}, test accuracy %)", source,
+                                 fig(local), fig(by[(dataset, rival)]), lower_is_better=False,
+                                 runs=(local, by[(dataset, rival)])))
+        if (dataset, "supervised") in by:
+            out.append(Claim(f"DIM(L) features come within {REPRESENTATION_CLOSE:g} points of a supervised encoder's on a "
+                             f"linear probe ({dataset}, test accuracy %)", source, fig(local),
+                             fig(by[(dataset, "supervised")]), runs=(local, by[(dataset, "supervised")]),
+                             tolerance=REPRESENTATION_CLOSE))
+    return out
+
+
+def rate_distortion_claims(params) -> list[Claim]:
+    """The beta sweep of the VAE (genbench/models/vae.py): the ELBO's own point beta = 1 has the lowest test
+    -ELBO = R + D of the sweep (against every other beta), and raising beta switches latent units off (active
+    units, each beta against the next); two trained models per claim, so >= 3 seeds a side."""
+    from genbench.rate_distortion_report import studies, sweep_runs
+
+    def fig(run: str, beta: float, key: str) -> Figure | None:
+        found = studies(params, run)
+        if not found:
+            return None
+        values = [(s[key]["nats"], s[key]["stderr"]) if key != "active_units" else (float(s[key]), None)
+                  for s in found]
+        figure = _combine(f"beta={beta:g} {'-ELBO' if key == 'neg_elbo' else 'active units'}", values, "test-set",
+                          found[0]["n"], "test split")
+        if key == "active_units":  # a count: its rounding error (1/sqrt(12) per seed) floors the seeds' spread
+            floor = COUNT_ROUNDING_STD / math.sqrt(figure.seeds)
+            figure.stderr = max(figure.stderr or 0.0, floor)
+        return figure
+
+    out: list[Claim] = []
+    for dataset, pairs in sweep_runs(params).items():
+        source = "Higgins et al. 2017; Alemi et al. 2018; Su, kexue.fm 'VAE + information bottleneck'"
+        at_one = [run for beta, run in pairs if beta == 1.0]
+        elbo = fig(at_one[0], 1.0, "neg_elbo") if at_one else None
+        for beta, run in pairs:
+            other = fig(run, beta, "neg_elbo")
+            if elbo and other and run != at_one[0]:
+                out.append(Claim(f"the ELBO's own beta = 1 reaches a lower test -ELBO than beta = {beta:g} ({dataset}, nats)",
+                                 source, elbo, other, runs=(at_one[0], run)))
+        for (low, low_run), (high, high_run) in zip(pairs, pairs[1:]):
+            fewer, more = fig(high_run, high, "active_units"), fig(low_run, low, "active_units")
+            if fewer and more:
+                out.append(Claim(f"raising beta {low:g} -> {high:g} switches latent units off ({dataset}, active units)",
+                                 source, fewer, more, runs=(low_run, high_run)))
     return out
 
 

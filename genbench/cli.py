@@ -210,6 +210,10 @@ def _job_stage(stage: str):
                     from genbench.sts import train_flows
 
                     result = train_flows(job, run_dir(args.run, args.seed), tracker)
+                elif task_module(params, args.run) == "genbench.representation":  # one training, train.lr
+                    from genbench.representation import train_job
+
+                    result = train_job(job, run_dir(args.run, args.seed), tracker)
                 elif is_supervised(params, args.run):  # one training per learning-rate trial
                     from genbench.score import train_trials
 
@@ -227,6 +231,10 @@ def _job_stage(stage: str):
                         return 3
             elif stage == "score" and task_module(params, args.run) == "genbench.sts":
                 from genbench.sts import score_job
+
+                result = score_job(params, args.run, args.seed, tracker)
+            elif stage == "score" and task_module(params, args.run) == "genbench.representation":
+                from genbench.representation import score_job
 
                 result = score_job(params, args.run, args.seed, tracker)
             elif stage == "score":

@@ -624,7 +624,8 @@ def semantic_problems(params: Params, *, check_data: bool = False, repo: str | P
         _positive(problems, f"{where}.train.lr", t.lr)
         for i, lr in enumerate(t.lr_trials or []):
             _positive(problems, f"{where}.train.lr_trials[{i}]", lr)
-        if t.lr_trials is not None and not (supervised and t.lr_trials):
+        representation = run.model in MODELS and hasattr(MODELS[run.model].cls, "representation_task")
+        if t.lr_trials is not None and not (supervised and not representation and t.lr_trials):
             problems.append(f"{where}.train.lr_trials: expected a non-empty list, and only for a supervised model "
                             f"(classify, multilabel); got {t.lr_trials!r} for model {run.model!r}")
         _positive(problems, f"{where}.train.weight_decay", t.weight_decay, allow_zero=True)

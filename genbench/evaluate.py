@@ -165,6 +165,8 @@ def model_studies(model, x: torch.Tensor, kind: str, params: Params, seed: int, 
         out["binarized"]["binarize_seed"] = model.config.binarize_seed
         out["estimator_study"] = {"rows": model.estimator_study(x, generator), "trained_with": model.config.estimator,
                                   "gaussian_check": model.gaussian_check(params.eval.seed + seed)}
+    if getattr(model.config, "rate_distortion", False):   # the VAE's beta sweep: rate, distortion, active units
+        out["rate_distortion"] = model.rate_distortion_study(x, generator, params.eval.sample_batch_size)
     if hasattr(model, "codebook_study"):   # VQ-VAE / FSQ: codebook usage, perplexity, reconstruction error
         out["codebook"] = model.codebook_study(x, params.eval.sample_batch_size)
     if hasattr(model, "logdet_truncation_study"):
@@ -292,6 +294,9 @@ def evaluate_job(params: Params, run: str, seed: int, tracker: Tracker) -> dict[
     flat.update({f"binarized.{k}.nll_nats": v["nll_nats"] for k, v in studies.get("binarized", {}).items()
                  if isinstance(v, dict)})
     flat.update({f"encoder.{k}": v["mean"] for k, v in studies.get("encoder", {}).items() if isinstance(v, dict)})
+    rd = studies.get("rate_distortion", {})
+    flat.update({f"rate_distortion.{k}_nats": rd[k]["nats"] for k in ("rate", "distortion", "neg_elbo") if k in rd})
+    flat.update({"rate_distortion.active_units": rd["active_units"]} if rd else {})
     tracker.log_metrics(flat)
     tracker.set_tags({"protocol": {e: s["protocol"] for e, s in scores.items() if "protocol" in s}})
     tracker.log_artifact(metrics_path(run, seed))

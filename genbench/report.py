@@ -17,6 +17,8 @@ from typing import Any
 import pandas as pd
 
 from genbench.discrete_report import catvae_sections, codebook_sections, plot_catvae, plot_codebook
+from genbench.rate_distortion_report import plot_rate_distortion, rate_distortion_sections
+from genbench.representation_report import plot_representation, representation_sections
 from genbench.theory_report import plot_theory, theory_sections
 from genbench.io import atomic_path, read_json
 from genbench.layout import job_name, metrics_path, run_dir, samples_dir
@@ -372,6 +374,10 @@ def suite_time(params) -> str:
             totals["train"] += sum(f["train_time_s"] or 0.0 for f in m["flows"].values())
             totals["evaluate"] += m["score_time_s"]
             continue
+        if m.get("kind") == "representation":  # genbench.representation: one training, then the probes
+            totals["train"] += m["train"]["train_time_s"]
+            totals["evaluate"] += m["score_time_s"]
+            continue
         if "trials" in m:  # a supervised job: every learning-rate trial's training, then its score stage
             totals["train"] += sum(t["train_time_s"] or 0.0 for t in m["trials"])
             totals["evaluate"] += m["score_time_s"]
@@ -464,6 +470,10 @@ def _build(params, out_dir: Path) -> pd.DataFrame:
              "against the temperature", lambda rows: any(r["table"] == "bound" for r in rows)),
             (codebook_sections, "codebook", plot_codebook, "VQ-VAE and FSQ: codebook usage and reconstruction error",
              bool),
+            (rate_distortion_sections, "rate_distortion", plot_rate_distortion, "the VAE's beta sweep: distortion "
+             "against rate, and active units against beta", bool),
+            (representation_sections, "representation", plot_representation, "linear and MLP probe accuracy of "
+             "the frozen features per objective", bool),
             (theory_sections, "theory", plot_theory, "theory checks: variance estimators against n, hubness against "
              "dimension, gradient descent's distance to the plain and the modified flow against the learning rate", bool)):
         section_md, section_rows = sections(params)
@@ -512,7 +522,7 @@ def _build(params, out_dir: Path) -> pd.DataFrame:
             md.append(f"![{caption}](figures/{dest.name})")
     md.append("")
     listed = {dest for items, _ in job_figures.values() for _, dest in items} | \
-        {figures / f"{name}.png" for name in ("curves", "accuracy", "sts", "discrete", "codebook", "theory")}
+        {figures / f"{name}.png" for name in ("curves", "accuracy", "sts", "discrete", "codebook", "rate_distortion", "representation", "theory")}
     for stale in set(figures.glob("*.png")) - listed:
         stale.unlink()
     html_parts += ["<h2>Training curves</h2>", "<img src='figures/curves.png'>", "</body></html>"]

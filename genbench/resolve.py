@@ -162,11 +162,16 @@ def task_module(params: Params, run: str) -> str | None:
     """The module that trains and scores a run that has a `score` stage instead of sample + evaluate:
     genbench.score for the supervised models (genbench.models.accuracy: trained on labels, one training per
     learning rate in train.lr_trials), genbench.sts for the sentence-embedding ones (genbench.models.sentence:
-    one BERT-flow per pooling, scored on STS-B); None for a generative run."""
+    one BERT-flow per pooling, scored on STS-B), genbench.representation for the representation-learning ones
+    (genbench.models.dim: one training, scored by probes of the frozen features); None for a generative run."""
     from genbench.models import MODELS
 
     cls = MODELS[params.run(run).model].cls
-    return "genbench.sts" if hasattr(cls, "sentence_task") else "genbench.score" if hasattr(cls, "task_data") else None
+    if hasattr(cls, "sentence_task"):
+        return "genbench.sts"
+    if hasattr(cls, "representation_task"):  # before task_data: these models define it too
+        return "genbench.representation"
+    return "genbench.score" if hasattr(cls, "task_data") else None
 
 
 def is_supervised(params: Params, run: str) -> bool:

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from scipy.integrate import solve_ivp
 
 from genbench import GenbenchError
-from genbench.models.gans import k_occurrence
+from genbench.metrics.hubness import k_occurrence
 
 DTYPE = torch.float64
 
@@ -196,7 +196,7 @@ def hubness_check(cfg: HubnessCheckConfig) -> dict:
     """The k-occurrence N_k(x) (how many other points count x among their k nearest neighbours) of i.i.d.
     N(0, I_d) points grows right-skewed as d grows: hubs appear; and the hubs are the points near the data
     mean (Radovanovic et al. 2010, sections 3-4, Fig. 1 and Table 1; Su's post). N_k is computed by the
-    suite's hubness latent sampler's code (genbench.models.gans.k_occurrence).
+    suite's hubness latent sampler's code (genbench.metrics.hubness.k_occurrence).
 
     One row per (d, k): over `resamples` independent samples of n points, the skewness of N_k and the
     Spearman correlation between N_k(x) and ||x - sample mean|| (negative: hubs lie near the mean), each as

@@ -253,6 +253,11 @@ def train(job: Job, run_dir: Path, *, tracker: Tracker | None = None, stop_after
         train_x, train_y = model.task_data(train_x, train_y, "train")
         val_x, val_y = model.task_data(val_x, val_y, "val")
     val_x, val_y = val_x[: cfg.val_n], val_y[: cfg.val_n]
+    # models with per-example parameters (GLANN's GLO codes, genbench.models.glann) size them from the training
+    # set before their optimisers exist, and (with `per_example = True`) take (x, batch indices) per step
+    if hasattr(model, "attach_training_set"):
+        model.attach_training_set(len(train_x))
+    per_example = getattr(model, "per_example", False)
 
     def held_out(start: int, stop: int):
         x = val_x[start:stop].to(device)
@@ -389,7 +394,8 @@ def train(job: Job, run_dir: Path, *, tracker: Tracker | None = None, stop_after
         index = batch_indices(len(train_x), cfg.batch_size, step, job.seed)
         x = train_x[index].to(device, non_blocking=True)
         with torch.autocast(device.type, enabled=use_amp):
-            losses = model.training_step((x, train_y[index].to(device)) if supervised else x, step, opt, generator)
+            batch = (x, train_y[index].to(device)) if supervised else (x, index.to(device)) if per_example else x
+            losses = model.training_step(batch, step, opt, generator)
         values = {k: float(v) for k, v in losses.items()}
         if not all(math.isfinite(v) for v in values.values()):
             bar.close()

@@ -201,3 +201,36 @@ def test_discrete_latent_claims_and_sections_read_their_studies(tmp_path, monkey
     _, rows = codebook_sections(params)
     assert {r["run"]: round(r["usage_percent"], 2) for r in rows} == {"fsq1000_mnist": 99.1, "vq1024_mnist": 65.0}
     assert rows[0]["recon_fid[classifier-mnist]"] == 5.0 and rows[0]["sample_fid[classifier-mnist]"] == 30.0
+
+
+def test_representation_claims_and_section_read_the_probe_figures(tmp_path, monkeypatch):
+    """DIM(L) against the VAE's, a random and a supervised encoder's features on the linear probe, over 3 seeds
+    (synthetic metrics): clearly above VAE and random (holds), within 2 points of supervised (agreement holds);
+    with one seed a side every claim is inconclusive; the section's rows carry Hjelm et al.'s figures."""
+    from genbench.representation_report import representation_sections
+
+    monkeypatch.chdir(tmp_path)
+    accuracy = {"local": 0.980, "vae": 0.930, "random": 0.850, "supervised": 0.985}
+    runs = {}
+    for objective, acc in accuracy.items():
+        run = f"dim_{objective}_mnist"
+        runs[run] = SimpleNamespace(model="dim", dataset="mnist", model_config={"objective": objective})
+        for seed in range(3):
+            probe = {"accuracy": acc + 0.001 * seed, "accuracy_stderr": 0.0014, "n": 10000}
+            write_json(tmp_path / "metrics" / f"{run}-s{seed}.json", {
+                "status": "completed", "kind": "representation", "objective": objective,
+                "estimator": "infonce" if objective == "local" else None, "feature_dim": 64, "probe_train_n": 10000,
+                "probe_test_n": 10000, "linear_probe": probe, "mlp_probe": probe})
+    params = SimpleNamespace(runs=runs, seeds=[0], repeat=SimpleNamespace(seeds=[1, 2], runs=list(runs)),
+                             eval=SimpleNamespace(extractors={}), theory={})
+    _, table = claims_table(params)
+    by = {r["claim"].split(" on a linear")[0]: r["verdict"] for r in table if r["claim"].startswith("DIM(L)")}
+    assert by == {"DIM(L) features beat the VAE's": "holds", "DIM(L) features beat a random encoder's": "holds",
+                  "DIM(L) features come within 2 points of a supervised encoder's": "holds"}
+    one_seed = SimpleNamespace(**{**vars(params), "repeat": SimpleNamespace(seeds=[1, 2], runs=[])})
+    _, table = claims_table(one_seed)
+    assert [r["verdict"] for r in table if r["claim"].startswith("DIM(L)")] == \
+        ["inconclusive: 1 seed(s), needs >= 3"] * 3
+    _, rows = representation_sections(params)
+    local = next(r for r in rows if r["objective"] == "local/infonce")
+    assert local["linear_accuracy"] == pytest.approx(98.1) and local["published_cifar10"] == 75.21

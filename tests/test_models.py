@@ -27,7 +27,11 @@ TINY = {
     "catvae": {"latents": 4, "classes": 3, "hidden": [16]},
     "codebook": {"quantizer": "fsq", "levels": [3, 3], "hidden": 8, "res_blocks": 1, "ae_steps": 2, "prior_width": 16,
                  "prior_layers": 1, "prior_heads": 2},
+    # one GLO step then IMLE steps (test_training_steps_are_deterministic takes 3)
+    "glann": {"latent_dim": 8, "hidden": 8, "glo_steps": 1, "noise_dim": 4, "imle_hidden": 16, "imle_layers": 1,
+              "imle_candidates_per_code": 2, "val_samples": 4},
 }
+TRAIN_SET = 16  # a per-example model's training-set size (GLANN's codes); batches index into it
 SHAPE = {"image": (1, 28, 28)}
 
 
@@ -35,6 +39,8 @@ def make(name: str, seed: int = 0):
     torch.manual_seed(seed)
     spec = MODELS[name]
     model = build_model(name, TINY[name], SHAPE[spec.data_kinds[0]])
+    if hasattr(model, "attach_training_set"):  # per-example parameters, sized before the optimisers (as the trainer)
+        model.attach_training_set(TRAIN_SET)
     if hasattr(model, "calibrate"):  # post-training statistics (Analytic-DPM's Gamma_n), as the trainer does
         model.calibrate(batch(model.data_shape), torch.Generator().manual_seed(seed))
     return model
@@ -44,14 +50,23 @@ def batch(shape, n=8, seed=0):
     return torch.randint(0, 256, (n, *shape), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8)
 
 
+def train_batch(model, n=8, seed=0):
+    """What the trainer hands `training_step`: images, or (images, their training-set indices)."""
+    x = batch(model.data_shape, n, seed)
+    if getattr(model, "per_example", False):
+        return x, torch.randperm(TRAIN_SET, generator=torch.Generator().manual_seed(seed))[:n]
+    return x
+
+
 # the supervised models (genbench.models.accuracy: no samples, (inputs, targets) batches) are tested in
-# test_accuracy.py; BERT-flow (genbench.models.sentence: trained on sentence vectors) in test_sts.py
+# test_accuracy.py; BERT-flow (genbench.models.sentence: trained on sentence vectors) in test_sts.py; Deep InfoMax
+# (genbench.models.dim: a representation, probed) in test_dim.py
 GENERATIVE = sorted(name for name, spec in MODELS.items()
                     if not hasattr(spec.cls, "task_data") and not hasattr(spec.cls, "sentence_task"))
 
 
 def test_every_model_has_a_tiny_config():
-    assert set(GENERATIVE) <= set(TINY) and set(MODELS) - set(GENERATIVE) == {"classify", "multilabel", "bertflow"}
+    assert set(GENERATIVE) <= set(TINY) and set(MODELS) - set(GENERATIVE) == {"classify", "multilabel", "bertflow", "dim"}
 
 
 def test_registering_a_name_twice_is_refused():
@@ -75,7 +90,7 @@ def test_one_step_is_finite_and_changes_the_weights(name):
     model = make(name)
     opt = Optimization(model.configure_optimizers(1e-3, 0.0), None, None)
     before = [p.detach().clone() for p in model.parameters()]
-    losses = model.training_step(batch(model.data_shape), 0, opt, torch.Generator().manual_seed(0))
+    losses = model.training_step(train_batch(model), 0, opt, torch.Generator().manual_seed(0))
     assert "loss" in losses and all(math.isfinite(float(v)) for v in losses.values())
     assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters()))
 
@@ -87,7 +102,7 @@ def test_training_steps_are_deterministic(name):
         opt = Optimization(model.configure_optimizers(1e-3, 0.0), None, None)
         g = torch.Generator().manual_seed(0)
         for step in range(3):
-            model.training_step(batch(model.data_shape, seed=step), step, opt, g)
+            model.training_step(train_batch(model, seed=step), step, opt, g)
         return torch.cat([p.detach().flatten() for p in model.parameters()])
 
     assert torch.equal(run(), run())

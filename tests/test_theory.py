@@ -11,7 +11,7 @@ import scipy.stats
 import torch
 
 from genbench import GenbenchError
-from genbench.models.gans import k_occurrence
+from genbench.metrics.hubness import k_occurrence
 from genbench.theory import (
     CHECKS,
     DigitsMLP,

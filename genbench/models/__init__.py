@@ -140,4 +140,4 @@ def build_model(name: str, model_config: dict, data_shape: tuple[int, ...]) -> G
 
 
 # Importing a family module registers its models.
-from genbench.models import accuracy, catvae, diffusion, ebm, flows, fvae, gans, sentence, vae, vq  # noqa: E402,F401
+from genbench.models import accuracy, catvae, diffusion, dim, ebm, flows, fvae, gans, glann, sentence, vae, vq  # noqa: E402,F401

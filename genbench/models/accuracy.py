@@ -64,6 +64,7 @@ from torch import nn
 
 from genbench import GenbenchError
 from genbench.models import GenerativeModel, Optimization, register_model
+from genbench.models.nn import labelled_split
 
 # --------------------------------------------------------------------------------------------------
 # The argmax-of-noise construction
@@ -233,12 +234,7 @@ class Classifier(SupervisedModel):
             self.score_norm = None
 
     def task_data(self, x: torch.Tensor, y: torch.Tensor, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        bad = (y < 0) | (y >= self.config.classes)
-        if bool(bad.any()):
-            raise GenbenchError(f"the {split} split holds label {int(y[bad][0])}, outside the "
-                                f"{self.config.classes} classes of model_config.classes; set classes to the "
-                                f"dataset's number of classes")
-        return x, y
+        return labelled_split(x, y, self.config.classes, split)
 
     def scores(self, x: torch.Tensor) -> torch.Tensor:
         s = super().scores(x)

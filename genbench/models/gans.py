@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genbench import GenbenchError
+from genbench.metrics.hubness import k_occurrence
 from genbench.models import GenerativeModel, Optimization, register_model
 from genbench.models.nn import from_signed_unit, to_signed_unit
 
@@ -121,20 +122,6 @@ def pearson_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 # Hubness prior for latent sampling (Liang, Wu, Lai & Qin 2022, "Exploring and Exploiting Hubness
 # Priors for High-Quality GAN Latent Sampling")
 # ==================================================================================================
-@torch.no_grad()
-def k_occurrence(points: torch.Tensor, k: int, chunk: int = 1000) -> torch.Tensor:
-    """N_k(x) for every row x of `points`: how many OTHER rows count x among their k nearest (Euclidean)
-    neighbours; a point is never its own neighbour (Radovanovic et al. 2010, eq. 1; Liang et al. 2022,
-    section 3.2). Float counts summing to len(points) * k; distances are computed `chunk` rows at a time."""
-    n = len(points)
-    occurrences = torch.zeros(n, device=points.device)
-    for start in range(0, n, chunk):
-        d = torch.cdist(points[start:start + chunk], points)
-        d[torch.arange(len(d)), torch.arange(start, start + len(d))] = math.inf  # not its own neighbour
-        occurrences += torch.bincount(d.topk(k, dim=1, largest=False).indices.flatten(), minlength=n)
-    return occurrences
-
-
 @torch.no_grad()
 def hubness_latents(n: int, dim: int, generator: torch.Generator, *, k: int, threshold: int, pool: int,
                     device: torch.device | str = "cpu") -> tuple[torch.Tensor, float]:

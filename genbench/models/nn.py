@@ -95,3 +95,14 @@ class CausalTransformerLayer(nn.Module):
         attn = F.scaled_dot_product_attention(q, k, v, is_causal=cache is None)
         h = h + self.proj(attn.transpose(1, 2).reshape(n, length, width))
         return h + self.mlp(self.norm2(h)), (k, v)
+
+
+def labelled_split(x: torch.Tensor, y: torch.Tensor, classes: int, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(inputs, labels) of a split for a model of `classes` classes; a label outside them is refused by name."""
+    bad = (y < 0) | (y >= classes)
+    if bool(bad.any()):
+        from genbench import GenbenchError
+
+        raise GenbenchError(f"the {split} split holds label {int(y[bad][0])}, outside the {classes} classes of "
+                            f"model_config.classes; set classes to the dataset's number of classes")
+    return x, y

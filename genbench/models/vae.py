@@ -11,6 +11,16 @@ likelihood is of the discrete image and bits/dim need no dequantization.
   ELBO  (K&W eq. 10):   L(x) = E_q[log p(x|z)] - KL(q(z|x) || p(z))   (KL in closed form, App. B)
   IWAE  (Burda eq. 8):  L_k(x) = E[ log (1/k) sum_i p(x, z_i) / q(z_i | x) ],  z_i ~ q(z|x)
 with L(x) = L_1(x) <= L_k(x) <= log p(x).
+
+==================================================================================================
+The VAE as an information bottleneck — Higgins et al. 2017 (beta-VAE); Alemi et al. 2018, "Fixing a
+Broken ELBO"; Su, "变分自编码器 + 信息瓶颈 + 正态分布"
+==================================================================================================
+Training maximises  E_q[log p(x|z)] - beta KL(q(z|x) || p(z))  (beta = 1: the ELBO, the default).
+Over the test split:  rate R = E_x KL(q(z|x) || p(z))  and  distortion D = -E_x E_q[log p(x|z)], in nats,
+so -ELBO = R + D; a beta sweep traces the rate-distortion curve, and the ELBO is the beta = 1 point of
+D + beta R. Active units (Burda et al. 2016, section 5.2): unit u is active when
+A_u = Cov_x(E_q[z_u | x]) > 0.01 (here E_q[z_u | x] is the encoder's mean).
 """
 from __future__ import annotations
 
@@ -21,6 +31,7 @@ from typing import Callable, Literal
 import torch
 from torch import nn
 
+from genbench import GenbenchError
 from genbench.models import GenerativeModel, Optimization, register_model
 from genbench.models.nn import (
     discretized_logistic_log_prob,
@@ -49,6 +60,18 @@ class VAEConfig:
     hidden_units: int = 256  # width of the fully connected layer between conv stack and latent
     sample_mode: Literal["mean", "sample"] = "mean"  # images from the decoder's location or a draw
     iwae_chunk: int = 25  # importance samples evaluated per pass (memory bound)
+    beta: float = 1.0  # weight of the KL term in the training loss (1: the ELBO; Higgins et al. 2017)
+    rate_distortion: bool = False  # evaluate: rate, distortion and active units on the test split
+
+
+ACTIVE_UNIT_THRESHOLD = 1e-2  # Burda et al. 2016, section 5.2
+
+
+def active_units(means: torch.Tensor, threshold: float = ACTIVE_UNIT_THRESHOLD) -> tuple[int, list[float]]:
+    """Burda et al.'s criterion: A_u = Cov_x(E_q[z_u | x]) over the examples (rows of `means`) and the number
+    of units with A_u > threshold."""
+    activity = means.double().var(dim=0, unbiased=True)
+    return int((activity > threshold).sum()), [float(a) for a in activity]
 
 
 class ConvEncoder(nn.Module):
@@ -92,6 +115,8 @@ class VAE(GenerativeModel):
         c, h, w = data_shape
         if h % 4 or w % 4:
             raise ValueError(f"the conv VAE needs image sides divisible by 4, got {h}x{w}")
+        if not getattr(config, "beta", 1.0) > 0:
+            raise GenbenchError(f"model_config.beta must be > 0 (1: the ELBO), got {config.beta!r}")
         self.encoder = ConvEncoder(c, h, w, config.hidden_channels, config.hidden_units, 2 * config.latent_dim)
         self.decoder = ConvDecoder(config.latent_dim, 2 * c, h, w, config.hidden_channels, config.hidden_units)
 
@@ -139,10 +164,45 @@ class VAE(GenerativeModel):
         return {"model": torch.optim.Adam(self.parameters(), lr=lr, weight_decay=weight_decay, foreach=True)}
 
     def training_step(self, x, step, opt: Optimization, generator):
-        elbo = self.elbo(x, generator)
-        loss = -elbo.mean()
+        beta = getattr(self.config, "beta", 1.0)  # the f-VAE (a subclass) trains its ELBO
+        if beta == 1.0:
+            elbo = self.elbo(x, generator)
+            loss = -elbo.mean()
+        else:  # beta-VAE: reconstruction - beta * KL
+            reconstruction, kl = self.rate_and_reconstruction(x, generator)
+            elbo = reconstruction - kl
+            loss = -(reconstruction - beta * kl).mean()
         opt.step("model", loss)
         return {"loss": loss.detach(), "elbo_nats": elbo.mean().detach()}
+
+    def rate_and_reconstruction(self, x: torch.Tensor, generator: torch.Generator
+                                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-example E_q[log p(x|z)] (one reparameterised draw) and KL(q(z|x) || p(z)) in nats."""
+        mean, log_var = self.encode(x)
+        z = self._reparameterize(mean, log_var, generator)
+        return self.log_px_given_z(x, z), gaussian_kl_to_standard(mean, log_var).sum(1)
+
+    @torch.no_grad()
+    def rate_distortion_study(self, x: torch.Tensor, generator: torch.Generator, batch: int) -> dict:
+        """Rate, distortion (nats, with standard errors over the examples), -ELBO = R + D and the active
+        units on uint8 images `x` (the test split)."""
+        reconstruction, rate, means = [], [], []
+        for i in range(0, len(x), batch):
+            xb = x[i:i + batch].to(self.device)
+            rec, kl = self.rate_and_reconstruction(xb, generator)
+            reconstruction.append(rec.double().cpu())
+            rate.append(kl.double().cpu())
+            means.append(self.encode(xb)[0].double().cpu())
+        distortion, rate_t = -torch.cat(reconstruction), torch.cat(rate)
+        active, activity = active_units(torch.cat(means))
+        n = len(rate_t)
+
+        def stat(v: torch.Tensor) -> dict:
+            return {"nats": float(v.mean()), "stderr": float(v.std() / math.sqrt(n)) if n > 1 else 0.0}
+
+        return {"n": n, "beta": self.config.beta, "rate": stat(rate_t), "distortion": stat(distortion),
+                "neg_elbo": stat(rate_t + distortion), "active_units": active, "latent_dim": self.config.latent_dim,
+                "unit_activity": activity, "active_threshold": ACTIVE_UNIT_THRESHOLD}
 
     @torch.no_grad()
     def validation_loss(self, x, generator):

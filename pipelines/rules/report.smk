@@ -39,6 +39,8 @@ rule report:
         f"{REPORT_DIR}/sts.csv",
         f"{REPORT_DIR}/discrete.csv",
         f"{REPORT_DIR}/codebook.csv",
+        f"{REPORT_DIR}/rate_distortion.csv",
+        f"{REPORT_DIR}/representation.csv",
         f"{REPORT_DIR}/theory.csv",
         f"{REPORT_DIR}/index.html",
         directory(f"{REPORT_DIR}/figures"),
