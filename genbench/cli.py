@@ -17,10 +17,48 @@ from pathlib import Path
 from genbench import GenbenchError
 
 
+# Progress bars (tqdm, with ETA) only for a person watching: with stdout not a terminal (CI logs, Slurm, a
+# pipe) or `harness.progress: false`, no bar is drawn and each stage prints one line with its wall time.
+_PROGRESS = {"bars": None, "patched": None}
+
+
+def _progress_bars(setting: bool) -> bool:
+    return bool(setting) and sys.stdout.isatty()
+
+
+def _quiet_bars() -> None:
+    """Turn off every tqdm bar of this process (the stages' own and the libraries', some of which are on by
+    default), until _restore_bars(); output and figures are the same either way."""
+    import tqdm
+
+    if _PROGRESS["patched"] is not None:
+        return
+    original = tqdm.tqdm.__init__  # (its class attribute is a descriptor: restored as it was)
+
+    def quiet_init(self, *a, **kw):
+        kw["disable"] = True
+        original(self, *a, **kw)
+
+    _PROGRESS["patched"] = tqdm.tqdm.__dict__["__init__"]
+    tqdm.tqdm.__init__ = quiet_init
+
+
+def _restore_bars() -> None:
+    if _PROGRESS["patched"] is not None:
+        import tqdm
+
+        tqdm.tqdm.__init__ = _PROGRESS["patched"]
+        _PROGRESS["patched"] = None
+
+
 def _params(args, check_data: bool = False):
     from genbench.config import load
 
     params = load(args.params, check_data=check_data)
+    _PROGRESS["bars"] = _progress_bars(params.harness.progress)
+    params.harness.progress = _PROGRESS["bars"]  # the stages draw their bars by this flag
+    if not _PROGRESS["bars"]:
+        _quiet_bars()
     if params.harness.num_threads:
         # CPU results depend in their last bits on the thread count: every torch stage pins it
         import torch
@@ -55,7 +93,8 @@ def cmd_prepare(args) -> int:
     opts = params.data.datasets[args.dataset]
     if _dry(args, {"dataset": args.dataset, **asdict(opts), "split_seed": params.data.split_seed}):
         return 0
-    with stage_run("prepare", args.dataset, params={"data": asdict(opts)}) as tracker:
+    with stage_run("prepare", args.dataset, params={"data": asdict(opts)},
+                   tags={"dataset": args.dataset, "profile": params.profile}) as tracker:
         manifest = data.prepare(
             args.dataset, prepared_dir(params.data.root, args.dataset),
             local_dir=Path(opts.local_dir) if opts.local_dir else None, val_size=opts.val_size,
@@ -99,7 +138,8 @@ def cmd_classifier(args) -> int:
     if _dry(args, {"dataset": args.dataset, "shipped": shipped is not None, "rebuild": args.rebuild, **asdict(cfg)}):
         return 0
     root = prepared_dir(params.data.root, args.dataset)
-    with stage_run("classifier", args.dataset, params=asdict(cfg)) as tracker:
+    with stage_run("classifier", args.dataset, params=asdict(cfg),
+                   tags={"dataset": args.dataset, "profile": params.profile}) as tracker:
         if shipped is not None and not args.rebuild:  # the pinned ruler, checked and copied into place
             path, pin = shipped
             actual = sha256_file(path) if path.is_file() else "missing"
@@ -142,7 +182,8 @@ def cmd_refstats(args) -> int:
     params = _params(args)
     if _dry(args, {"dataset": args.dataset, "eval": asdict(params.eval)}):
         return 0
-    with stage_run("refstats", args.dataset, params={"eval": asdict(params.eval)}) as tracker:
+    with stage_run("refstats", args.dataset, params={"eval": asdict(params.eval)},
+                   tags={"dataset": args.dataset, "profile": params.profile}) as tracker:
         summary = compute_refstats(params, args.dataset, tracker)
     print(f"reference features of {args.dataset}: {json.dumps(summary)}")
     return 0
@@ -165,7 +206,8 @@ def cmd_theory(args) -> int:
     cfg = strict(CHECKS[args.check][0], params.theory[args.check] or {}, f"theory.{args.check}")
     if _dry(args, asdict(cfg)):
         return 0
-    with stage_run("theory", args.check, params=asdict(cfg), tags={"check": args.check}) as tracker:
+    with stage_run("theory", args.check, params=asdict(cfg),
+                   tags={"check": args.check, "profile": params.profile}) as tracker:
         t0 = time.perf_counter()
         result = run_check(args.check, cfg)
         seconds = time.perf_counter() - t0
@@ -182,11 +224,11 @@ def cmd_theory(args) -> int:
 
 def _job_stage(stage: str):
     def run(args) -> int:
-        from genbench.layout import job_name, run_dir
-        from genbench.tracking import stage_run
+        from genbench.layout import job_name, metrics_path, run_dir, samples_dir
+        from genbench.tracking import experiment_name, stage_run
         from genbench.train import Job
 
-        from genbench.resolve import is_supervised, task_module
+        from genbench.resolve import family_module, is_supervised, task_module
 
         params = _params(args)
         job = Job.from_params(params, args.run, args.seed)
@@ -197,14 +239,21 @@ def _job_stage(stage: str):
         if _dry(args, {"job": job.name, **job.config_dict(), "harness": asdict(params.harness),
                        "eval": asdict(params.eval)}):
             return 0
+        module = family_module(params, args.run)
         tags = {"run": args.run, "seed": args.seed, "model": job.spec.model, "dataset": job.spec.dataset,
-                "profile": params.profile}
+                "profile": params.profile, "family": module.rsplit(".", 1)[-1]}
+        # MLflow: this stage is a child run of the job's parent run, which gets the job's results (evaluate's
+        # figures, the score stages' accuracies and probes), its sample grid and its metrics file
+        tracked = {"experiment": experiment_name(module, task_module(params, args.run), job.spec.dataset),
+                   "parent": True, "results_to_parent": stage in ("evaluate", "score"),
+                   "artifacts_to_parent": (samples_dir(args.run, args.seed) / "grid.png",
+                                           metrics_path(args.run, args.seed))}
         if stage == "train":  # a checkpoint made by other code is never resumed
             from genbench.resolve import train_code
 
             job.code = train_code(params, args.run)
         logged = {k: v for k, v in job.config_dict().items() if k != "code"}
-        with stage_run(stage, job_name(args.run, args.seed), params=logged, tags=tags) as tracker:
+        with stage_run(stage, job_name(args.run, args.seed), params=logged, tags=tags, **tracked) as tracker:
             if stage == "train":
                 if task_module(params, args.run) == "genbench.sts":  # one BERT-flow per pooling
                     from genbench.sts import train_flows
@@ -229,18 +278,16 @@ def _job_stage(stage: str):
                     if params.harness.on_divergence == "fail":
                         tracker.failed = True
                         return 3
-            elif stage == "score" and task_module(params, args.run) == "genbench.sts":
-                from genbench.sts import score_job
-
-                result = score_job(params, args.run, args.seed, tracker)
-            elif stage == "score" and task_module(params, args.run) == "genbench.representation":
-                from genbench.representation import score_job
-
-                result = score_job(params, args.run, args.seed, tracker)
             elif stage == "score":
-                from genbench.score import score_job
+                if task_module(params, args.run) == "genbench.sts":
+                    from genbench.sts import score_job
+                elif task_module(params, args.run) == "genbench.representation":
+                    from genbench.representation import score_job
+                else:
+                    from genbench.score import score_job
 
                 result = score_job(params, args.run, args.seed, tracker)
+                tracker.log_artifact(metrics_path(args.run, args.seed))
             elif stage == "sample":
                 from genbench.sample import sample_job
 
@@ -412,7 +459,7 @@ def _process_age_s() -> float:
 _IMPORTED = time.perf_counter()
 
 
-def _record_stage_time(args, started_age_s: float, work_s: float | None, status: int) -> None:
+def _record_stage_time(args, started_age_s: float, work_s: float | None, status: int) -> dict:
     """Append where this stage process's time went: start-up (interpreter + imports + params) and
     MLflow bookkeeping against its own work, so that fixed costs are measured, not guessed."""
     from genbench.tracking import STAGE_TIMES
@@ -431,6 +478,15 @@ def _record_stage_time(args, started_age_s: float, work_s: float | None, status:
             handle.write(json.dumps(row) + "\n")
     except OSError:
         pass  # a read-only working directory: the timing is lost, the stage is not
+    return row
+
+
+def _wall_time_line(row: dict) -> str:
+    """The one line a stage prints instead of progress bars (CI logs, harness.progress: false)."""
+    what = row["job"] or row["dataset"] or ""
+    outcome = "done" if row["status"] == 0 else f"exit {row['status']}"
+    work = "" if row["work_s"] is None else f" (own work {row['work_s']:.1f} s)"
+    return f"genbench {row['stage']}{' ' + what if what else ''}: {outcome} in {row['total_s']:.1f} s{work}"
 
 
 TIMED_STAGES = ("resolve", "prepare", "weights", "classifier", "refstats", "train", "sample", "evaluate", "score",
@@ -453,10 +509,15 @@ def main(argv: list[str] | None = None) -> int:
         print("genbench: interrupted; a training job resumes from its last checkpoint", file=sys.stderr)
         return 130
     finally:
+        bars = _PROGRESS["bars"]
+        _restore_bars()
+        _PROGRESS["bars"] = None
         if args.command in TIMED_STAGES and not args.dry_run:
             from genbench.tracking import STAGE_TIMES
 
-            _record_stage_time(args, started, STAGE_TIMES.get("work_s"), status)
+            row = _record_stage_time(args, started, STAGE_TIMES.get("work_s"), status)
+            if not bars:
+                print(_wall_time_line(row), flush=True)
 
 
 def run() -> None:

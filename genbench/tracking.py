@@ -1,5 +1,16 @@
 """MLflow tracking: one MLflow run per stage execution, recorded locally first, then sent to the store.
 
+Layout in the store, for comparing: one MLflow experiment per experiment family (`experiment_name`:
+`genbench/images-<dataset>`, `genbench/toy2d`, `genbench/accuracy`, `genbench/sts`, `genbench/discrete`,
+`genbench/codebook`, `genbench/representation`, `genbench/theory`; the data and report stages go to
+`genbench/pipeline`). A job's (run, seed) stages are nested child runs (`mlflow.parentRunId`) of one parent
+run per job, named after the job; the parent holds the job's results as metrics (evaluate's figures, the score
+stages' accuracies and probes, `wall_s.<stage>`), its sample grid and metrics file as artifacts, and the job's
+tags. Every run carries the tags `model`, `dataset`, `profile`, `seed`, `run`, `job`, `stage` (`job` on a
+parent), `family` (the model's family module: gans, flows, vae, ...) where they apply, and `genbench.role`
+(`job` or `stage`). The parent is found again by a tag search (job, profile), so stages run in separate
+processes, by DVC or Snakemake, nest under the same parent.
+
 A stage does not talk to MLflow while it runs: importing MLflow and opening its SQLite store cost 2-4 s
 per process, more than most `ci` stages' own work. Instead the stage writes its run (params, tags,
 metric rows with their wall-clock times, artifacts copied beside them, status, start and end times) to
@@ -25,7 +36,10 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
-EXPERIMENT = "genbench"
+EXPERIMENT = "genbench"  # the experiment of runs recorded before the families (their records name none)
+PIPELINE_EXPERIMENT = "genbench/pipeline"  # prepare, weights, classifier, refstats, report
+PARENT_TAG = "mlflow.parentRunId"  # what mlflow.start_run(nested=True) sets
+CREATED_TAG = "genbench.parent_created_ms"  # a parent's creation time: the oldest of duplicates wins
 PENDING = Path("mlruns/pending")
 BATCH_PARAMS_TAGS = 100  # MLflow's limits per log_batch call
 BATCH_METRICS = 1000
@@ -61,6 +75,27 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def experiment_name(model_module: str | None = None, task_module: str | None = None, dataset: str | None = None,
+                    stage: str | None = None) -> str:
+    """The MLflow experiment of a run: one per experiment family (see the module doc). `model_module`: the
+    model's family module (genbench.resolve.family_module), `task_module`: genbench.resolve.task_module."""
+    if stage == "theory":
+        return "genbench/theory"
+    if model_module is None:
+        return PIPELINE_EXPERIMENT
+    by_task = {"genbench.score": "accuracy", "genbench.sts": "sts", "genbench.representation": "representation"}
+    if task_module in by_task:
+        return f"genbench/{by_task[task_module]}"
+    family = model_module.rsplit(".", 1)[-1]
+    if family == "catvae":
+        return "genbench/discrete"
+    if family == "vq":
+        return "genbench/codebook"
+    if dataset and dataset.startswith("toy_"):
+        return "genbench/toy2d"
+    return f"genbench/images-{dataset}"
+
+
 class Tracker:
     """The run a stage records (a no-op when tracking is off): what it logs is kept in its pending
     folder, written to disk at once, so a killed stage loses nothing it logged."""
@@ -69,6 +104,10 @@ class Tracker:
         self.folder = folder
         self.record = record
         self.failed = False  # set by a stage that ends in failure without raising
+        # what also goes to the job's parent run: the metrics of log_metrics (a stage's results, not its
+        # per-step history), and artifacts of these files (resolved paths)
+        self.results_to_parent = False
+        self.artifacts_to_parent: set[str] = set()
 
     def _save(self) -> None:
         from genbench.io import write_json
@@ -77,6 +116,17 @@ class Tracker:
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         self.log_rows([dict(metrics, step=step or 0)])
+        if self.results_to_parent:
+            self.log_parent_metrics(metrics, step)
+
+    def log_parent_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        """Metrics of the job's parent run (a no-op outside a job's stage)."""
+        if self.folder is None or self.record.get("parent") is None:
+            return
+        now = _now_ms()
+        self.record["parent_metrics"] += [[k, float(v), now, int(step or 0)] for k, v in metrics.items()
+                                          if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        self._save()
 
     def log_rows(self, rows: list[dict[str, Any]]) -> None:
         """Rows of {"step": N, name: value, ...}; numbers only (bools and strings are left out)."""
@@ -115,15 +165,23 @@ class Tracker:
         stored.parent.mkdir(exist_ok=True)
         shutil.copy2(path, stored)
         self.record["artifacts"].append([stored.name, path.name, artifact_path])
+        if str(path.resolve()) in self.artifacts_to_parent and self.record.get("parent") is not None:
+            self.record["parent_artifacts"].append([stored.name, path.name, artifact_path])
         self._save()
 
 
 @contextlib.contextmanager
 def stage_run(stage: str, job: str, *, params: dict | None = None, tags: dict | None = None,
-              root: Path | str = ".") -> Iterator[Tracker]:
+              root: Path | str = ".", experiment: str | None = None, parent: bool = False,
+              results_to_parent: bool = False, artifacts_to_parent: tuple[Path | str, ...] = ()) -> Iterator[Tracker]:
     """Record a run named `<stage>:<job>`; it ends FINISHED, or FAILED if the block raises or sets
     `tracker.failed` (a stage that exits non-zero without an exception: a diverged run under
-    `on_divergence: fail`)."""
+    `on_divergence: fail`).
+
+    `experiment`: its MLflow experiment (default: by `experiment_name(stage=stage)`). `parent`: a job's stage,
+    nested under the job's parent run (named `job`, carrying `tags`), which also gets the stage's wall time as
+    `wall_s.<stage>`, its `log_metrics` when `results_to_parent`, and its artifacts of the files
+    `artifacts_to_parent`."""
     t0 = time.perf_counter()
     if not tracking_enabled():
         yield Tracker()
@@ -131,13 +189,20 @@ def stage_run(stage: str, job: str, *, params: dict | None = None, tags: dict | 
         return
     folder = Path(root) / PENDING / f"{_now_ms()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     folder.mkdir(parents=True)
+    flat_tags = {k: v[:5000] for k, v in flatten(tags or {}).items()}
     tracker = Tracker(folder, {
         "run_name": f"{stage}:{job}", "status": "RUNNING", "pid": os.getpid(), "host": os.uname().nodename,
         "start_time": _now_ms(), "end_time": None,
+        "experiment": experiment or experiment_name(stage=stage),
         "params": {k: v[:6000] for k, v in flatten(params or {}).items()},
-        "tags": {"genbench.stage": stage, "genbench.job": job,
-                 **{k: v[:5000] for k, v in flatten(tags or {}).items()}},
+        "tags": {"genbench.stage": stage, "genbench.job": job, "genbench.role": "stage", "stage": stage, "job": job,
+                 **flat_tags},
+        "parent": {"name": job, "tags": {**flat_tags, "genbench.job": job, "genbench.role": "job", "job": job,
+                                         "stage": "job"}} if parent else None,
+        "parent_metrics": [], "parent_artifacts": [],
         "metrics": [], "artifacts": []})
+    tracker.results_to_parent = results_to_parent
+    tracker.artifacts_to_parent = {str(Path(p).resolve()) for p in artifacts_to_parent}
     tracker._save()
     STAGE_TIMES["tracking_s"] += time.perf_counter() - t0
     t_work = time.perf_counter()
@@ -148,6 +213,7 @@ def stage_run(stage: str, job: str, *, params: dict | None = None, tags: dict | 
     finally:
         t1 = time.perf_counter()
         STAGE_TIMES["work_s"] = t1 - t_work
+        tracker.log_parent_metrics({f"wall_s.{stage}": t1 - t_work})
         tracker.record.update(status=status, end_time=_now_ms())
         tracker._save()
         if tracking_mode() == "live":
@@ -175,17 +241,79 @@ def _client(uri: str, attempts: int = 3):
     raise AssertionError("unreachable")
 
 
-def _experiment_id(client, uri: str, root: Path) -> str:
+def _experiment_id(client, uri: str, root: Path, name: str = EXPERIMENT) -> str:
     import mlflow
 
-    experiment = client.get_experiment_by_name(EXPERIMENT)
+    experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
-    location = (root.resolve() / "mlruns").as_uri() if uri.startswith("sqlite:") else None
+    folder = name.replace("/", "-")  # mlruns/genbench-images-mnist/<run id>/artifacts
+    location = (root.resolve() / "mlruns" / folder).as_uri() if uri.startswith("sqlite:") else None
     try:
-        return client.create_experiment(EXPERIMENT, artifact_location=location)
+        return client.create_experiment(name, artifact_location=location)
     except mlflow.exceptions.MlflowException:  # created meanwhile by another process
-        return client.get_experiment_by_name(EXPERIMENT).experiment_id
+        return client.get_experiment_by_name(name).experiment_id
+
+
+def _quoted(value: str) -> str:
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _parents(client, experiment_id: str, tags: dict[str, str]) -> list:
+    """The live parent runs of a job (by its tags `genbench.job` and `profile`), the oldest first."""
+    query = " and ".join([f"tags.`genbench.role` = 'job'", f"tags.`genbench.job` = {_quoted(tags['genbench.job'])}"]
+                         + ([f"tags.`profile` = {_quoted(tags['profile'])}"] if "profile" in tags else []))
+    runs = client.search_runs([experiment_id], query, max_results=1000)
+    return sorted(runs, key=lambda r: (int(r.data.tags.get(CREATED_TAG, r.info.start_time or 0)), r.info.run_id))
+
+
+def _parent_run_id(client, experiment_id: str, parent: dict[str, Any], start_time: int) -> str:
+    """The job's parent run: found by a tag search, else created. Flushes of one repository are serialised
+    (_store_lock), so there creation cannot race; repositories (or machines) sharing one tracking server
+    can: each creator searches again after creating, and the oldest parent (creation time, then run id)
+    wins; a creator that lost deletes its own before nesting anything under it."""
+    found = _parents(client, experiment_id, parent["tags"])
+    if found:
+        return found[0].info.run_id
+    run = client.create_run(experiment_id, start_time=start_time, run_name=parent["name"],
+                            tags={**parent["tags"], CREATED_TAG: str(_now_ms())})
+    run_id = run.info.run_id
+    winner = _parents(client, experiment_id, parent["tags"])[0].info.run_id
+    if winner != run_id:
+        client.delete_run(run_id)
+        return winner
+    return run_id
+
+
+def _update_parent(client, parent_id: str, folder: Path, record: dict[str, Any]) -> None:
+    """The job's results, tags, new params, artifacts and span go to its parent run."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    parent = client.get_run(parent_id)
+    params = [Param(k, v) for k, v in record["params"].items() if k not in parent.data.params]
+    changed = sorted(k for k, v in record["params"].items() if k in parent.data.params and parent.data.params[k] != v)
+    tags = [RunTag(k, v) for k, v in record["parent"]["tags"].items()]
+    if changed:  # MLflow params cannot change: the stage runs hold the current values
+        tags.append(RunTag("genbench.params_changed", ",".join(changed)[:5000]))
+    for start in range(0, max(len(params), len(tags)), BATCH_PARAMS_TAGS):
+        client.log_batch(parent_id, params=params[start:start + BATCH_PARAMS_TAGS],
+                         tags=tags[start:start + BATCH_PARAMS_TAGS])
+    metrics = [Metric(k, v, t, s) for k, v, t, s in record.get("parent_metrics", [])]
+    for start in range(0, len(metrics), BATCH_METRICS):
+        client.log_batch(parent_id, metrics=metrics[start:start + BATCH_METRICS])
+    for stored, name, artifact_path in record.get("parent_artifacts", []):
+        _upload(client, parent_id, folder, stored, name, artifact_path)
+    # the parent spans its stages; it ends FAILED when the stage sent last failed
+    end = max(parent.info.end_time or 0, record["end_time"] or _now_ms())
+    client.set_terminated(parent_id, record["status"], end_time=end)
+
+
+def _upload(client, run_id: str, folder: Path, stored: str, name: str, artifact_path: str | None) -> None:
+    staged = folder / "upload" / name  # MLflow names the artifact after the file
+    staged.parent.mkdir(exist_ok=True)
+    shutil.copy2(folder / "artifacts" / stored, staged)
+    client.log_artifact(run_id, str(staged), artifact_path)
+    staged.unlink()
 
 
 def _process_gone(record: dict[str, Any]) -> bool:
@@ -207,7 +335,11 @@ def _send(client, experiment_id: str, folder: Path, record: dict[str, Any]) -> N
     if marker.exists():  # an earlier flush died half-way through this run: start it again
         with contextlib.suppress(Exception):
             client.delete_run(marker.read_text().strip())
-    run = client.create_run(experiment_id, start_time=record["start_time"], run_name=record["run_name"])
+    parent_id = None
+    if record.get("parent"):
+        parent_id = _parent_run_id(client, experiment_id, record["parent"], record["start_time"])
+    run = client.create_run(experiment_id, start_time=record["start_time"], run_name=record["run_name"],
+                            tags={PARENT_TAG: parent_id} if parent_id else None)
     marker.write_text(run.info.run_id)
     run_id = run.info.run_id
     params = [Param(k, v) for k, v in record["params"].items()]
@@ -219,12 +351,10 @@ def _send(client, experiment_id: str, folder: Path, record: dict[str, Any]) -> N
     for start in range(0, len(metrics), BATCH_METRICS):
         client.log_batch(run_id, metrics=metrics[start:start + BATCH_METRICS])
     for stored, name, artifact_path in record["artifacts"]:
-        staged = folder / "upload" / name  # MLflow names the artifact after the file
-        staged.parent.mkdir(exist_ok=True)
-        shutil.copy2(folder / "artifacts" / stored, staged)
-        client.log_artifact(run_id, str(staged), artifact_path)
-        staged.unlink()
+        _upload(client, run_id, folder, stored, name, artifact_path)
     client.set_terminated(run_id, record["status"], end_time=record["end_time"] or _now_ms())
+    if parent_id:
+        _update_parent(client, parent_id, folder, record)
 
 
 # A tracking server that does not answer must not hold a stage for minutes (MLflow's own defaults retry
@@ -268,10 +398,10 @@ def _flush(root: Path, only: list[Path] | None) -> dict[str, int]:
     counts = {"sent": 0, "running": 0, "kept": 0}
     if not folders:
         return counts
+    experiments: dict[str, str] = {}
     uri = tracking_uri(root)
     try:
         client = _client(uri)
-        experiment_id = _experiment_id(client, uri, root)
     except Exception as exc:  # noqa: BLE001 - store down: keep everything for the next flush
         print(f"genbench: MLflow store {uri} not reachable ({type(exc).__name__}: {str(exc)[:200]}); "
               f"{len(folders)} run(s) kept in {root / PENDING} for the next flush (`genbench track`)", file=sys.stderr)
@@ -286,7 +416,10 @@ def _flush(root: Path, only: list[Path] | None) -> dict[str, int]:
             record.update(status="FAILED")
             record["tags"]["genbench.interrupted"] = "the stage's process ended without closing its run"
         try:
-            _send(client, experiment_id, folder, record)
+            name = record.get("experiment", EXPERIMENT)
+            if name not in experiments:
+                experiments[name] = _experiment_id(client, uri, root, name)
+            _send(client, experiments[name], folder, record)
         except Exception as exc:  # noqa: BLE001 - keep this run and the rest
             print(f"genbench: sending {record['run_name']} to MLflow failed ({type(exc).__name__}: "
                   f"{str(exc)[:200]}); kept in {folder}", file=sys.stderr)

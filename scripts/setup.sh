@@ -5,6 +5,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
+# the browser of the report site's test (tests/test_site.py): Debian's chromium and its driver, when missing
+if ! command -v chromium > /dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
+    echo "setup: installing chromium and chromium-driver (apt) for tests/test_site.py"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver > /dev/null
+  else
+    echo "setup: chromium not found and not root (or no apt-get): tests/test_site.py will be skipped;" \
+         "install it with: sudo apt-get install -y chromium chromium-driver"
+  fi
+fi
 stamp=.venv/.genbench-setup
 want=$(cat requirements.txt pyproject.toml scripts/fetch_data_packages.sh | sha256sum | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then

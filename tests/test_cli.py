@@ -125,3 +125,61 @@ def test_every_shipped_ruler_matches_its_pin_and_says_how_it_was_trained():
         assert sha256_file(weights) == pin, dataset
         record = json.loads(weights.with_suffix(".json").read_text())
         assert f"--dataset {dataset}" in record["trained_with"] and record["val_accuracy"] > 0.9, dataset
+
+
+def _progress_on(workdir) -> None:
+    text = (workdir / "params.yaml").read_text()
+    (workdir / "params.yaml").write_text(text.replace("progress: false", "progress: true"))
+
+
+def test_without_a_terminal_a_stage_draws_no_bar_and_prints_one_line_with_its_wall_time(workdir, capsys):
+    """CI logs: stdout not a TTY (here captured), harness.progress true: no tqdm bar (the stages' nor the
+    libraries'), one `genbench <stage> <job>: done in N s` line; tqdm is itself again afterwards."""
+    import tqdm
+
+    _progress_on(workdir)
+    original = tqdm.tqdm.__dict__["__init__"]
+    assert main(["train", "--run", "vae_mnist", "--seed", "0"]) == 0
+    out, err = capsys.readouterr()
+    assert "%|" not in err and "it/s" not in err, err
+    lines = [line for line in out.splitlines() if line.startswith("genbench train vae_mnist-s0: done in ")]
+    assert len(lines) == 1 and lines[0].endswith(" s)"), out
+    assert tqdm.tqdm.__dict__["__init__"] is original
+    row = json.loads((workdir / "logs" / "stage-times.jsonl").read_text().splitlines()[-1])
+    assert row["stage"] == "train" and row["work_s"] > 0
+
+
+def test_at_a_terminal_a_stage_draws_its_progress_bar_with_eta(workdir):
+    """stdout a terminal (a pseudo-terminal here) and harness.progress true: the training bar, with its ETA,
+    on stderr, and no wall-time line; harness.progress false: the line, no bar."""
+    import pty
+
+    _progress_on(workdir)
+
+    def run_at_terminal():
+        leader, follower = pty.openpty()
+        proc = subprocess.run([sys.executable, "-m", "genbench.cli", "train", "--run", "vae_mnist", "--seed", "0"],
+                              cwd=workdir, stdout=follower, stderr=subprocess.PIPE, text=True, timeout=300,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+        os.close(follower)
+        out = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        os.close(leader)
+        return proc, out.decode()
+
+    proc, out = run_at_terminal()
+    assert proc.returncode == 0, proc.stderr
+    assert "train vae_mnist-s0: 100%|" in proc.stderr and "<00:00" in proc.stderr, proc.stderr  # [elapsed<ETA]
+    assert "done in" not in out, out
+    (workdir / "params.yaml").write_text((workdir / "params.yaml").read_text().replace("progress: true",
+                                                                                        "progress: false"))
+    proc, out = run_at_terminal()
+    assert proc.returncode == 0 and "%|" not in proc.stderr, proc.stderr
+    assert "genbench train vae_mnist-s0: done in" in out, out

@@ -439,7 +439,10 @@ def keep_runs(copy: Path, keep: tuple[str, ...], repeat: tuple[str, ...] = ()) -
     raw["repeat"]["runs"] = list(repeat)
     used = {run["dataset"] for run in raw["runs"].values()}  # and only the datasets they use
     raw["data"]["datasets"] = {k: v for k, v in raw["data"]["datasets"].items() if k in used}
+    raw["eval"]["datasets"] = [d for d in raw["eval"]["datasets"] if d in used]
     for prof in raw["profiles"].values():
+        if prof and "datasets" in prof.get("eval", {}):
+            prof["eval"]["datasets"] = [d for d in prof["eval"]["datasets"] if d in used]
         if prof and "runs" in prof:
             prof["runs"] = {k: v for k, v in prof["runs"].items() if k in keep}
         if prof and "repeat" in prof:

@@ -11,7 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from genbench.tracking import PENDING, flush_pending, stage_run
+from genbench.tracking import PENDING, PIPELINE_EXPERIMENT, flush_pending, stage_run
+
+
+def _runs_by_name(client, *experiments: str) -> dict:
+    ids = [e.experiment_id for e in map(client.get_experiment_by_name, experiments) if e is not None]
+    return {r.info.run_name: r for r in client.search_runs(ids)} if ids else {}
 
 
 def _free_port() -> int:
@@ -65,7 +70,7 @@ def test_train_stage_is_tracked_on_a_real_server(workdir, mlflow_server, mode):
     client = MlflowClient(tracking_uri=mlflow_server)
 
     def runs():
-        experiment = client.get_experiment_by_name("genbench")
+        experiment = client.get_experiment_by_name("genbench/images-mnist")
         return [] if experiment is None else client.search_runs(
             [experiment.experiment_id], "attributes.run_name = 'train:vae_mnist-s0'",
             order_by=["attributes.start_time DESC"])
@@ -83,6 +88,12 @@ def test_train_stage_is_tracked_on_a_real_server(workdir, mlflow_server, mode):
     assert run.data.params["spec.train.lr"] == "0.001"
     assert run.data.params["spec.model_config.latent_dim"] == "4"
     assert run.data.tags["genbench.stage"] == "train" and run.data.tags["outcome"] == "completed"
+    assert {k: run.data.tags[k] for k in ("stage", "job", "run", "seed", "model", "dataset", "profile", "family")} \
+        == {"stage": "train", "job": "vae_mnist-s0", "run": "vae_mnist", "seed": "0", "model": "vae",
+            "dataset": "mnist", "profile": "tiny", "family": "vae"}
+    parent = client.get_run(run.data.tags["mlflow.parentRunId"])  # nested under the job's run
+    assert parent.info.run_name == "vae_mnist-s0" and parent.data.tags["stage"] == "job"
+    assert parent.data.params["spec.train.lr"] == "0.001" and parent.data.metrics["wall_s.train"] > 0
     history = client.get_metric_history(run.info.run_id, "loss")
     assert [m.step for m in history] == list(range(2, 13, 2))  # every log_every=2 steps of 12
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
@@ -104,7 +115,7 @@ def test_default_store_is_sqlite_in_the_repo_and_failures_are_marked(tmp_path, m
     assert flush_pending(tmp_path) == {"sent": 2, "running": 0, "kept": 0}
     assert (tmp_path / "mlflow.db").exists()
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
-    runs = {r.info.run_name: r for r in client.search_runs([client.get_experiment_by_name("genbench").experiment_id])}
+    runs = _runs_by_name(client, PIPELINE_EXPERIMENT)
     assert runs["evaluate:job-ok"].info.status == "FINISHED"
     assert runs["evaluate:job-ok"].data.params["a.b"] == "1"
     assert runs["evaluate:job-ok"].data.tags["protocol.n_gen"] == "10"
@@ -145,7 +156,7 @@ def test_an_unreachable_store_loses_no_run_and_a_killed_stage_is_sent_as_failed(
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     assert flush_pending(tmp_path) == {"sent": 2, "running": 1, "kept": 0}
     client = MlflowClient(tracking_uri=uri)
-    runs = {r.info.run_name: r for r in client.search_runs([client.get_experiment_by_name("genbench").experiment_id])}
+    runs = _runs_by_name(client, "genbench", PIPELINE_EXPERIMENT)  # records of before the families: "genbench"
     assert set(runs) == {"train:job-a", "train:job-b"}
     assert runs["train:job-a"].info.status == "FINISHED" and runs["train:job-a"].data.params["lr"] == "0.1"
     assert [m.value for m in client.get_metric_history(runs["train:job-a"].info.run_id, "loss")] == [2.0, 1.0]
@@ -171,7 +182,7 @@ def test_four_stages_starting_at_once_on_a_fresh_store_all_arrive(tmp_path):
     assert [p.returncode for p in procs] == [0] * 4, errors
     assert not any("already exists" in e or "not reachable" in e for e in errors), errors
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
-    runs = client.search_runs([client.get_experiment_by_name("genbench").experiment_id])
+    runs = client.search_runs([client.get_experiment_by_name(PIPELINE_EXPERIMENT).experiment_id])
     assert sorted(r.info.run_name for r in runs) == [f"train:job-{i}" for i in range(4)]
     assert {r.info.status for r in runs} == {"FINISHED"}
     assert not list((tmp_path / PENDING).iterdir())
@@ -195,6 +206,152 @@ def test_a_dead_tracking_server_costs_a_bounded_wait_and_the_runs_reach_it_later
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
     assert flush_pending(tmp_path) == {"sent": 1, "running": 0, "kept": 0}
     client = MlflowClient(tracking_uri=mlflow_server)
-    run = [r for r in client.search_runs([client.get_experiment_by_name("genbench").experiment_id])
-           if r.info.run_name == "train:job-dead"][0]
+    run = _runs_by_name(client, PIPELINE_EXPERIMENT)["train:job-dead"]
     assert [m.value for m in client.get_metric_history(run.info.run_id, "loss")] == [2.0, 1.0]
+
+
+# --------------------------------------------------------------------------------------------------
+# For comparing: one experiment per family, one parent run per job, the job's figures on the parent
+# --------------------------------------------------------------------------------------------------
+def test_fid_of_every_gan_on_mnist_seed_by_seed_is_one_query_and_matches_the_metrics_files(workdir, monkeypatch):
+    """Tiny jobs' stages, run as the pipelines run them, tracked into a temporary SQLite store: each job is one
+    parent run (found again across flushes, as by stages in separate processes) with its stages nested under
+    it; re-running a stage adds a child, not a parent; `mlflow.search_runs` filtered by tags gives each GAN's
+    FID on MNIST seed by seed, the very figures of metrics/<job>.json that the leaderboard reads."""
+    import json
+
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from genbench.cli import main
+
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    monkeypatch.setenv("GENBENCH_TRACKING", "on")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    assert main(["classifier", "--dataset", "mnist"]) == 0
+    assert main(["refstats", "--dataset", "mnist"]) == 0
+    jobs = [("sgan_mnist", 0), ("sgan_mnist", 1), ("vae_mnist", 0)]
+    for i, (run, seed) in enumerate(jobs):
+        for stage in ("train", "sample", "evaluate"):
+            assert main([stage, "--run", run, "--seed", str(seed)]) == 0
+        if i == 0:  # the first job reaches the store before the others: its parent is found again below
+            assert flush_pending(workdir)["kept"] == 0
+    assert main(["evaluate", "--run", "sgan_mnist", "--seed", "0"]) == 0  # a re-run: a second child, no second parent
+    assert flush_pending(workdir) == {"sent": 7, "running": 0, "kept": 0}
+
+    client = MlflowClient(tracking_uri=uri)
+    assert {e.name for e in client.search_experiments()} >= {"genbench/images-mnist", PIPELINE_EXPERIMENT}
+    pipeline = _runs_by_name(client, PIPELINE_EXPERIMENT)
+    assert {"classifier:mnist", "refstats:mnist"} <= set(pipeline)
+    assert pipeline["refstats:mnist"].data.tags["dataset"] == "mnist"
+
+    experiment = client.get_experiment_by_name("genbench/images-mnist").experiment_id
+    for run, seed in jobs:
+        job = f"{run}-s{seed}"
+        parents = client.search_runs([experiment], f"tags.`genbench.role` = 'job' and tags.job = '{job}'")
+        assert len(parents) == 1, job
+        parent = parents[0]
+        assert parent.info.run_name == job and parent.info.status == "FINISHED"
+        assert {k: parent.data.tags[k] for k in ("stage", "run", "seed", "profile", "dataset")} == \
+            {"stage": "job", "run": run, "seed": str(seed), "profile": "tiny", "dataset": "mnist"}
+        children = client.search_runs([experiment], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+        stages = sorted(c.data.tags["stage"] for c in children)
+        assert stages == sorted(["train", "sample", "evaluate"] + (["evaluate"] if job == "sgan_mnist-s0" else []))
+        assert all(c.data.tags["job"] == job and c.data.tags["model"] == parent.data.tags["model"] for c in children)
+        assert {"wall_s.train", "wall_s.sample", "wall_s.evaluate"} <= set(parent.data.metrics)
+        assert {a.path for a in client.list_artifacts(parent.info.run_id)} == {"grid.png", f"{job}.json"}
+        figures = json.loads((workdir / "metrics" / f"{job}.json").read_text())
+        assert parent.data.metrics["classifier.fid"] == figures["scores"]["classifier"]["fid"]
+
+    mlflow.set_tracking_uri(uri)
+    board = mlflow.search_runs(experiment_names=["genbench/images-mnist"],
+                               filter_string="tags.family = 'gans' and tags.dataset = 'mnist' and tags.stage = 'job'",
+                               order_by=["tags.model", "tags.seed"])
+    assert list(zip(board["tags.model"], board["tags.seed"])) == [("sgan", "0"), ("sgan", "1")]
+    files = [json.loads((workdir / "metrics" / f"sgan_mnist-s{s}.json").read_text()) for s in (0, 1)]
+    for figure in ("fid", "kid_mean", "precision", "recall"):
+        assert list(board[f"metrics.classifier.{figure}"]) == [f["scores"]["classifier"][figure] for f in files]
+    assert list(board["metrics.hubness.classifier.fid"]) == \
+        [f["variants"]["hubness"]["scores"]["classifier"]["fid"] for f in files]
+
+
+def test_stages_of_two_jobs_sending_at_once_nest_under_one_parent_each(tmp_path):
+    """Live mode, four stage processes (two jobs, two stages each) ending at once on a fresh store: one
+    parent per job, each stage a child of its job's parent."""
+    from mlflow.tracking import MlflowClient
+
+    code = ("import sys\n"
+            "from genbench.tracking import stage_run\n"
+            "job, stage = sys.argv[1], sys.argv[2]\n"
+            "with stage_run(stage, job, params={'lr': 0.1}, tags={'run': job, 'seed': 0, 'profile': 'p'},\n"
+            "               experiment='genbench/test', parent=True, results_to_parent=True) as t:\n"
+            "    t.log_metrics({'fid': float(len(job))})\n")
+    env = {**os.environ, "GENBENCH_TRACKING": "live", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    procs = [subprocess.Popen([sys.executable, "-c", code, job, stage], cwd=tmp_path, env=env,
+                              stderr=subprocess.PIPE, text=True)
+             for job in ("job-a", "job-bb") for stage in ("sample", "evaluate")]
+    errors = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, errors
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("genbench/test").experiment_id])
+    parents = {r.info.run_name: r for r in runs if r.data.tags["genbench.role"] == "job"}
+    assert sorted(parents) == ["job-a", "job-bb"]
+    for job, parent in parents.items():
+        children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+        assert sorted(r.info.run_name for r in children) == [f"evaluate:{job}", f"sample:{job}"]
+        assert parent.data.metrics["fid"] == float(len(job)) and parent.data.params["lr"] == "0.1"
+
+
+def test_two_creators_of_one_jobs_parent_keep_the_oldest(tmp_path, monkeypatch):
+    """Repositories sharing a tracking server can both miss a job's parent and create one: the creator that
+    finds an older parent on its second look deletes its own and nests under the older one."""
+    from mlflow.tracking import MlflowClient
+
+    from genbench import tracking
+
+    client = tracking._client(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = tracking._experiment_id(client, f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path, "genbench/test")
+    parent = {"name": "job-x", "tags": {"genbench.job": "job-x", "genbench.role": "job", "profile": "p"}}
+    older = client.create_run(experiment, run_name="job-x", tags={**parent["tags"], tracking.CREATED_TAG: "1"})
+    real = tracking._parents
+    calls = []
+
+    def first_look_misses(*args):
+        calls.append(1)
+        return [] if len(calls) == 1 else real(*args)
+
+    monkeypatch.setattr(tracking, "_parents", first_look_misses)
+    assert tracking._parent_run_id(client, experiment, parent, 0) == older.info.run_id
+    live = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}").search_runs([experiment])
+    assert [r.info.run_id for r in live] == [older.info.run_id]  # the newer one was deleted
+
+
+def test_a_representation_jobs_probe_accuracies_are_metrics_of_its_parent_run(workdir, monkeypatch):
+    """The score stages' figures (here the representation probes) go to the job's parent run in its family's
+    experiment, with the metrics file as an artifact."""
+    import json
+
+    import yaml
+    from mlflow.tracking import MlflowClient
+
+    from genbench.cli import main
+    from tests.test_dim import DIM_RUN
+
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    monkeypatch.setenv("GENBENCH_TRACKING", "on")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    raw = yaml.safe_load((workdir / "params.yaml").read_text())
+    raw["runs"]["rep"] = DIM_RUN
+    (workdir / "params.yaml").write_text(yaml.safe_dump(raw))
+    assert main(["train", "--run", "rep", "--seed", "0"]) == 0
+    assert main(["score", "--run", "rep", "--seed", "0"]) == 0
+    assert flush_pending(workdir) == {"sent": 2, "running": 0, "kept": 0}
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("genbench/representation").experiment_id
+    [parent] = client.search_runs([experiment], "tags.stage = 'job' and tags.run = 'rep'")
+    figures = json.loads((workdir / "metrics" / "rep-s0.json").read_text())
+    for probe in ("linear", "mlp"):
+        assert parent.data.metrics[f"{probe}_probe_accuracy"] == figures[f"{probe}_probe"]["accuracy"]
+    assert parent.data.tags["family"] == "dim" and "train_loss" not in parent.data.metrics
+    assert {a.path for a in client.list_artifacts(parent.info.run_id)} == {"rep-s0.json"}

@@ -43,6 +43,7 @@ rule report:
         f"{REPORT_DIR}/representation.csv",
         f"{REPORT_DIR}/theory.csv",
         f"{REPORT_DIR}/index.html",
+        directory(f"{REPORT_DIR}/site"),
         directory(f"{REPORT_DIR}/figures"),
         directory(f"{REPORT_DIR}/curves"),
     log:
