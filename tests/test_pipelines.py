@@ -402,6 +402,15 @@ def test_slurm_profile_submits_one_job_per_rule_instance_with_its_resources(tmp_
 # --------------------------------------------------------------------------------------------------
 
 
+def _leaves(value, path: str = "") -> dict:
+    """Every number of a nested JSON value by its path (strings kept for an exact comparison)."""
+    if isinstance(value, dict):
+        return {k: v for key, item in value.items() for k, v in _leaves(item, f"{path}.{key}").items()}
+    if isinstance(value, list):
+        return {k: v for i, item in enumerate(value) for k, v in _leaves(item, f"{path}[{i}]").items()}
+    return {path: value}
+
+
 def _numbers(metrics: dict) -> dict:
     """The deterministic numbers of a metrics file (timings, throughput and versions left out)."""
     if "trials" in metrics:  # a supervised job: the chosen trial, every trial's validation error, the test figures
@@ -554,6 +563,13 @@ def test_dvc_and_snakemake_run_the_ci_profile_to_the_same_numbers(tmp_path):
     snake_metrics = {p.name: json.loads(p.read_text()) for p in sorted((copy / "metrics").glob("*.json"))}
     assert sorted(snake_metrics) == sorted(dvc_metrics)
     for name, dvc_m in dvc_metrics.items():
+        if "check" in dvc_m:  # a theory check's figures (metrics/theory-NAME.json): a seeded simulation, same numbers
+            snake, dvc_leaves = _leaves(snake_metrics[name]["result"]), _leaves(dvc_m["result"])
+            numeric = lambda d: {k: v for k, v in d.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}  # noqa: E731
+            assert numeric(snake) == pytest.approx(numeric(dvc_leaves), rel=1e-6, nan_ok=True), name
+            assert {k: v for k, v in snake.items() if k not in numeric(snake)} == \
+                {k: v for k, v in dvc_leaves.items() if k not in numeric(dvc_leaves)}, name
+            continue
         assert snake_metrics[name]["status"] == dvc_m["status"], name
         if dvc_m["status"] == "completed":
             # equal to 1e-3 relative, not bit for bit: one e2e run saw the Snakemake sample job's generator
