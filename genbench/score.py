@@ -40,9 +40,14 @@ def trial_dir(run_folder: Path, lr: float) -> Path:
     return Path(run_folder) / f"lr-{lr:g}"
 
 
+def trial_prefix(lr: float) -> str:
+    """The MLflow metric-name prefix of one learning-rate trial (MLflow refuses `=` in a name)."""
+    return f"lr_{lr:g}/"
+
+
 class TrialTracker(Tracker):
     """The job's MLflow run, with every metric of one of its trainings named `<prefix><metric>` (a learning-rate
-    trial: `lr=<lr>/`; a sentence-embedding run's flow: `<pooling>/`)."""
+    trial: `lr_<lr>/`, MLflow allows no `=` in a name; a sentence-embedding run's flow: `<pooling>/`)."""
 
     def __init__(self, parent: Tracker, prefix: str):
         super().__init__(parent.folder, parent.record)
@@ -72,7 +77,7 @@ def train_trials(job: Job, run_folder: Path, tracker: Tracker) -> dict[str, Any]
     for lr in learning_rates(job.spec):
         trial = replace(job, spec=replace(job.spec, train=replace(job.spec.train, lr=lr, lr_trials=None)))
         print(f"[{job.name}] learning-rate trial {lr:g}")
-        trial_tracker = TrialTracker(tracker, f"lr={lr:g}/")
+        trial_tracker = TrialTracker(tracker, trial_prefix(lr))
         outcomes[f"{lr:g}"] = train(trial, trial_dir(run_folder, lr), tracker=trial_tracker)
         trial_tracker.log_history(trial_dir(run_folder, lr) / "stats.jsonl")
     diverged = [lr for lr, o in outcomes.items() if o["status"] == "diverged"]

@@ -355,3 +355,12 @@ def test_a_representation_jobs_probe_accuracies_are_metrics_of_its_parent_run(wo
         assert parent.data.metrics[f"{probe}_probe_accuracy"] == figures[f"{probe}_probe"]["accuracy"]
     assert parent.data.tags["family"] == "dim" and "train_loss" not in parent.data.metrics
     assert {a.path for a in client.list_artifacts(parent.info.run_id)} == {"rep-s0.json"}
+
+
+@pytest.mark.parametrize("lr", [1e-3, 0.02, 3e-4, 1.0])
+def test_a_learning_rate_trials_metric_names_are_names_mlflow_accepts(lr):
+    """The accuracy family's trials log `<prefix><metric>`; `lr=0.001/loss` was refused and left in pending/."""
+    from mlflow.utils.validation import _validate_metric_name
+    from genbench.score import trial_prefix
+    for metric in ("loss", "val/accuracy", "train/loss"):
+        _validate_metric_name(trial_prefix(lr) + metric)  # raises MlflowException on a refused name
