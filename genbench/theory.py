@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.integrate import solve_ivp
 
 from genbench import GenbenchError
 from genbench.metrics.hubness import k_occurrence
@@ -298,6 +297,7 @@ def integrate_flow(gradient: Callable[[torch.Tensor], torch.Tensor], theta0: tor
     def rhs(_t: float, y: np.ndarray) -> np.ndarray:
         return -gradient(torch.from_numpy(y)).numpy()
 
+    from scipy.integrate import solve_ivp  # here: scipy.integrate costs ~0.5 s, and params validation imports this module
     sol = solve_ivp(rhs, (0.0, horizon), theta0.numpy(), method="DOP853", rtol=rtol, atol=atol)
     if not sol.success:
         raise GenbenchError(f"gdflow: solve_ivp failed ({sol.message}); loosen gdflow.rtol / gdflow.atol")
