@@ -29,13 +29,29 @@ from genbench.tracking import Tracker
 from genbench.train import load_trained, read_outcome, select_device
 
 
+def machine() -> str:
+    """The CPU a figure was computed on and the kernel set torch chose for it: float results (and with them a
+    chaotic training) differ between CPUs, so `genbench verify` expects bit-identical figures only where
+    this and the software agree."""
+    model = None
+    try:
+        model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("model name")), None)
+    except OSError:
+        pass
+    return f"{model or platform.processor() or platform.machine()}; torch CPU kernels " \
+           f"{torch.backends.cpu.get_cpu_capability()}"
+
+
 def library_versions() -> dict[str, str]:
+    """The software behind a figure, and the machine (`cpu`)."""
     out = {"genbench": __version__, "python": platform.python_version()}
     for pkg in ("torch", "torchvision", "torch-fidelity", "numpy", "scipy"):
         try:
             out[pkg] = importlib.metadata.version(pkg)
         except importlib.metadata.PackageNotFoundError:
             out[pkg] = "missing"
+    out["cpu"] = machine()
     return out
 
 

@@ -232,6 +232,18 @@ def compare_run(run: str, committed: dict[int, dict[str, Any]], reproduced: dict
     return rows
 
 
+def provenance_notes(job: str, old: dict, new: dict) -> list[str]:
+    """Where the committed and the reproduced figures' software or machine (`versions`, with `cpu`) differ: there
+    bit-identical is not expected and the noise tier applies. A committed file without a `cpu` entry (written
+    before it was recorded) is named as such: its machine is unknown."""
+    before, after = old.get("versions") or {}, new.get("versions") or {}
+    if not before or not after or before == after:
+        return []
+    diff = ", ".join(f"{k} {before.get(k, '(not recorded)')} -> {v}" for k, v in after.items() if before.get(k) != v)
+    return [f"{job}: software or machine differs from the committed run: {diff}: bit-identical is not "
+            "expected, the noise tier applies"]
+
+
 def exit_status(rows: list[Row], strict: bool = False) -> int:
     """0 when every figure is bit-identical or within its interval; 1 when any is OUTSIDE (`strict`:
     or differs with no interval)."""
@@ -431,12 +443,7 @@ def main(args) -> int:
                 if not path.is_file():
                     raise GenbenchError(f"dvc repro did not write {metrics_path(run, seed)} in {clone}")
                 reproduced[seed] = new = _read_metrics(path)
-                if old.get("versions") and new.get("versions") and old["versions"] != new["versions"]:
-                    diff = {k: (old["versions"].get(k), v) for k, v in new["versions"].items()
-                            if old["versions"].get(k) != v}
-                    notes.append(f"{run}-s{seed}: software differs from the committed run "
-                                 + ", ".join(f"{k} {a} -> {b}" for k, (a, b) in diff.items())
-                                 + ": bit-identical is not expected, the noise tier applies")
+                notes += provenance_notes(f"{run}-s{seed}", old, new)
                 if (old.get("code_version") or {}).get("code_dirty"):
                     notes.append(f"{run}-s{seed}: the committed figures were produced with uncommitted code edits "
                                  f"(code_version {old['code_version']})")

@@ -257,3 +257,22 @@ def test_scored_runs_figures_carry_their_own_stderrs():
                             "sts.cls.whitening-all-256.test.spearman": 0.75, "sts.cls.whitening-all-256.test.pearson": 0.7}
     assert own_stderrs(sts)["sts.cls.whitening-all-256.test.spearman"] == 0.012
     assert classify(0.75, 0.76, stderr_interval(0.75, 0.012)) == WITHIN
+
+
+def test_the_machine_is_recorded_and_a_different_one_is_named_in_the_notes():
+    """Figures record the CPU and torch's kernel set beside the software; verify names what differs (a file
+    committed before `cpu` was recorded says so) and says nothing where both agree."""
+    import torch
+    from genbench.evaluate import library_versions
+    from genbench.verify import provenance_notes
+    here = library_versions()
+    assert torch.backends.cpu.get_cpu_capability() in here["cpu"]
+    assert provenance_notes("a-s0", {"versions": here}, {"versions": dict(here)}) == []
+    other = {**here, "cpu": "Another CPU; torch CPU kernels AVX2"}
+    (note,) = provenance_notes("a-s0", {"versions": other}, {"versions": here})
+    assert note.startswith("a-s0: software or machine differs") and f"cpu Another CPU; torch CPU kernels AVX2 -> {here['cpu']}" in note
+    assert "numpy" not in note and "python" not in note  # only what differs is named
+    old = {k: v for k, v in here.items() if k != "cpu"}
+    (note,) = provenance_notes("a-s0", {"versions": old}, {"versions": here})
+    assert "cpu (not recorded) ->" in note and "noise tier applies" in note
+    assert provenance_notes("a-s0", {}, {"versions": here}) == []  # nothing committed to compare with
