@@ -201,11 +201,8 @@ def test_verify_reproduces_a_committed_2d_row_bit_for_bit(tmp_path, monkeypatch,
     of HEAD (the OUTSIDE and no-interval verdicts and their exit codes: the unit tests above)."""
     t0 = time.perf_counter()
     repo = copy_repo(tmp_path / "repo")
-    set_profile(repo, "ci")
+    set_profile(repo, "ci")  # and no dvc.lock (here and in verify's scratch clone of this copy)
     run(["genbench", "resolve"], repo)
-    # the cpu profile's lock entries all go stale on the ci profile; without them DVC (here and in verify's
-    # scratch clone) does not re-parse and rewrite ~10 000 lines around each stage
-    (repo / "dvc.lock").unlink()
     git_commit(repo, "ci profile (cpu-profile metrics of nice_ring8 still committed)")
 
     # user errors: one line, exit 2, nothing run (in this process: no start-up to pay)
