@@ -23,6 +23,7 @@ from genbench.data.toy2d import mode_metrics
 from genbench.io import read_json, write_json
 from genbench.layout import job_name, metrics_path, prepared_dir, refstats_path, run_dir, samples_dir
 from genbench.metrics.likelihood import nats_to_bits_per_dim
+from genbench.metrics.probe import probe_representation
 from genbench.protocol import n_generated, toy_name
 from genbench.refstats import extractor_label, extractor_weights, fidlib
 from genbench.tracking import Tracker
@@ -172,6 +173,14 @@ def model_studies(model, x: torch.Tensor, kind: str, params: Params, seed: int, 
     out: dict[str, Any] = {}
     if hasattr(model, "reconstruct"):
         out["encoder"] = encoder_scores(model, x[:ENCODER_N].to(device), generator)
+        dataset = dataset_info(params.run(run).dataset) if run is not None else None
+        if dataset is not None and dataset.kind == "image" and dataset.num_classes:
+            # the discriminator as a representation (O-GAN): the representation runs' probes at their settings
+            # (genbench.metrics.probe), so its row stands in their table
+            data = prepared_dir(params.data.root, dataset.name)
+            out["representation"] = probe_representation(
+                model.encode, load_split(data, "train"), load_split(data, "test"), seed, device,
+                classes=dataset.num_classes)
     if hasattr(model, "binarized_bounds"):   # the categorical VAE: nats on binarized images, estimator study
         x_bounds = x[: likelihood_examples(params, run)] if run is not None else x
         bounds = model.binarized_bounds(x_bounds, generator, params.eval.iwae_k, params.eval.sample_batch_size)

@@ -24,29 +24,14 @@ from genbench.data import load_split
 from genbench.evaluate import code_version, library_versions
 from genbench.io import write_json
 from genbench.layout import job_name, metrics_path, prepared_dir, run_dir
-from genbench.metrics.probe import probe_scores
+from genbench.metrics.probe import probe_representation
 from genbench.tracking import Tracker
 from genbench.train import Job, load_trained, read_outcome, select_device, train
-
-PROBE_SUBSET_SEED = 0  # which train examples the probes see: the same for every run
-
 
 def train_job(job: Job, run_folder: Path, tracker: Tracker) -> dict[str, Any]:
     outcome = train(job, run_folder, tracker=tracker)
     tracker.log_history(Path(run_folder) / "stats.jsonl")
     return outcome
-
-
-@torch.no_grad()
-def batched_features(model, x: torch.Tensor, device, batch: int = 1000) -> torch.Tensor:
-    return torch.cat([model.features(x[i:i + batch].to(device)).double().cpu() for i in range(0, len(x), batch)])
-
-
-def probe_subset(n_total: int, n: int) -> torch.Tensor:
-    """Indices of the train examples the probes are fitted on: all of them, or `n` drawn by a fixed seed."""
-    if n >= n_total:
-        return torch.arange(n_total)
-    return torch.randperm(n_total, generator=torch.Generator().manual_seed(PROBE_SUBSET_SEED))[:n].sort().values
 
 
 def score_job(params: Params, run: str, seed: int, tracker: Tracker) -> dict[str, Any]:
@@ -69,18 +54,14 @@ def score_job(params: Params, run: str, seed: int, tracker: Tracker) -> dict[str
     data = prepared_dir(params.data.root, spec.dataset)
     train_x, train_y = model.task_data(*load_split(data, "train"), "train")
     test_x, test_y = model.task_data(*load_split(data, "test"), "test")
-    index = probe_subset(len(train_x), config.probe_train_n)
-    train_f = batched_features(model, train_x[index], device)
-    test_f = batched_features(model, test_x, device)
-    probes = probe_scores(train_f, train_y[index], test_f, test_y, seed, classes=config.classes,
-                          hidden=config.probe_hidden)
+    probe = probe_representation(model.features, (train_x, train_y), (test_x, test_y), seed, device,
+                                 train_n=config.probe_train_n, hidden=config.probe_hidden, classes=config.classes)
     record.update(status="completed", kind="representation", objective=config.objective,
-                  estimator=config.estimator if config.objective in ("local", "global") else None,
-                  feature_dim=int(train_f.shape[1]), probe_train_n=len(index), probe_test_n=len(test_x),
-                  linear_probe=probes["linear"], mlp_probe=probes["mlp"], probe_settings=probes["settings"],
+                  estimator=config.estimator if config.objective in ("local", "global") else None, **probe,
                   train=outcome, parameters=sum(p.numel() for p in model.parameters()),
                   score_time_s=time.perf_counter() - t0)
     write_json(metrics_path(run, seed), record)
     for name in ("linear", "mlp"):
-        tracker.log_metrics({f"{name}_probe_{k}": v for k, v in probes[name].items() if isinstance(v, (int, float))})
+        tracker.log_metrics({f"{name}_probe_{k}": v for k, v in probe[f"{name}_probe"].items()
+                             if isinstance(v, (int, float))})
     return record

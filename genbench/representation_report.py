@@ -19,16 +19,24 @@ def objective_label(m: dict[str, Any]) -> str:
 
 
 def representation_metrics(params, run: str) -> list[dict[str, Any]]:
+    """The probe figures of a run's seeds: a representation run's metrics, or the `representation` study of a
+    model whose encoder is probed at evaluation (O-GAN's discriminator: genbench.evaluate.model_studies)."""
     from genbench.claims import _metrics
 
-    return [m for m in _metrics(params, run) if m.get("kind") == "representation"]
+    out = []
+    for m in _metrics(params, run):
+        if m.get("kind") == "representation":
+            out.append(m)
+        elif "representation" in m.get("studies", {}):
+            out.append({**m["studies"]["representation"], "objective": f"{m['model']} (encoder)"})
+    return out
 
 
 def representation_sections(params) -> tuple[list[str], list[dict[str, Any]]]:
     rows: list[dict[str, Any]] = []
     for run, spec in params.runs.items():
         ms = representation_metrics(params, run)
-        if spec.model != "dim" or not ms:
+        if not ms:
             continue
         label = objective_label(ms[0])
         row: dict[str, Any] = {"dataset": spec.dataset, "run": run, "objective": label, "seeds": len(ms),
@@ -46,7 +54,9 @@ def representation_sections(params) -> tuple[list[str], list[dict[str, Any]]]:
     md = ["## Representations: Deep InfoMax against the same encoder trained otherwise", "",
           "One convolutional encoder (the suite's VAE encoder) trained by Deep InfoMax's local or global "
           "mutual-information objective (JSD or InfoNCE estimator, with prior matching; Hjelm et al. 2019) or as "
-          "a VAE's encoder, a supervised classifier's, or left at its seeded initialisation (random); its frozen "
+          "a VAE's encoder, a supervised classifier's, or left at its seeded initialisation (random); O-GAN's "
+          "discriminator (Su 2019: its output standardised over dimensions is the encoder) probed the same way; "
+          "the frozen "
           f"features ({rows[0]['feature_dim']}-d) are probed by a linear (multinomial logistic) and a one-hidden-"
           f"layer MLP classifier fitted on {rows[0]['probe_train_n']} training images and scored on the "
           f"{rows[0]['probe_test_n']} test images. Test accuracy %, mean ± std over seeds (one seed: ± the binomial "

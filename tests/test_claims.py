@@ -234,3 +234,29 @@ def test_representation_claims_and_section_read_the_probe_figures(tmp_path, monk
     _, rows = representation_sections(params)
     local = next(r for r in rows if r["objective"] == "local/infonce")
     assert local["linear_accuracy"] == pytest.approx(98.1) and local["published_cifar10"] == 75.21
+
+
+def test_representation_section_carries_an_encoder_probed_at_evaluation(tmp_path, monkeypatch):
+    """O-GAN's discriminator is probed by its evaluation (studies.representation, genbench.evaluate.model_studies):
+    its row joins the representation table beside the DIM family's, mean ± std over its seeds, and no DIM claim
+    takes it as a side."""
+    from genbench.representation_report import representation_sections
+
+    monkeypatch.chdir(tmp_path)
+    runs = {"ogan_mnist": SimpleNamespace(model="ogan", dataset="mnist", model_config={}),
+            "sgan_mnist": SimpleNamespace(model="sgan", dataset="mnist", model_config={})}
+    for seed, acc in enumerate((0.90, 0.92, 0.94)):
+        probe = {"accuracy": acc, "accuracy_stderr": 0.003, "n": 10000}
+        write_json(tmp_path / "metrics" / f"ogan_mnist-s{seed}.json", {
+            "status": "completed", "model": "ogan", "studies": {"encoder": {}, "representation": {
+                "feature_dim": 128, "probe_train_n": 10000, "probe_test_n": 10000, "linear_probe": probe,
+                "mlp_probe": {**probe, "accuracy": acc + 0.02}}}})
+        write_json(tmp_path / "metrics" / f"sgan_mnist-s{seed}.json", {"status": "completed", "model": "sgan",
+                                                                        "studies": {}})
+    params = SimpleNamespace(runs=runs, seeds=[0], repeat=SimpleNamespace(seeds=[1, 2], runs=list(runs)),
+                             eval=SimpleNamespace(extractors={}), theory={})
+    md, rows = representation_sections(params)
+    assert [(r["run"], r["objective"], r["seeds"]) for r in rows] == [("ogan_mnist", "ogan (encoder)", 3)]
+    assert rows[0]["linear_accuracy"] == pytest.approx(92.0) and rows[0]["linear_accuracy_std"] == pytest.approx(2.0)
+    assert rows[0]["mlp_accuracy"] == pytest.approx(94.0) and rows[0]["published_cifar10"] is None
+    assert any("| mnist | ogan_mnist | ogan (encoder) | 3 | 92.00 ± 2.00 | 94.00 ± 2.00 | — |" == line for line in md)

@@ -136,6 +136,32 @@ def test_probes_read_labels_off_informative_features_and_not_off_noise():
     assert again["linear"]["accuracy"] == out["linear"]["accuracy"]
 
 
+def test_probe_representation_fits_on_a_fixed_train_subset_of_any_feature_map():
+    """The representation metric shared by the representation runs and O-GAN's evaluation: a feature map of
+    data-space inputs (here: the noisy one-hot rows themselves, doubled) is probed on `train_n` train examples
+    drawn by the fixed subset seed (the same rows for every training seed), and on the whole test split."""
+    from genbench.metrics.probe import PROBE_SUBSET_SEED, probe_representation
+
+    g = torch.Generator().manual_seed(5)
+    train, test = noisy_one_hot(3000, 10, 0.2, g), noisy_one_hot(700, 10, 0.2, g)
+    seen = []
+
+    def features(x):
+        seen.append(x)
+        return 2 * x
+
+    out = probe_representation(features, train, test, seed=3, device="cpu", train_n=1200, hidden=50, classes=10)
+    assert out["probe_train_n"] == 1200 and out["probe_test_n"] == 700 and out["feature_dim"] == 10
+    chosen = torch.randperm(3000, generator=torch.Generator().manual_seed(PROBE_SUBSET_SEED))[:1200].sort().values
+    assert torch.equal(torch.cat(seen[:2]), train[0][chosen])  # batches of 1000: the subset's rows, in order
+    direct = probe_scores(2 * train[0][chosen], train[1][chosen], 2 * test[0], test[1], seed=3, classes=10, hidden=50)
+    for name in ("linear", "mlp"):
+        assert out[f"{name}_probe"] == direct[name] and out[f"{name}_probe"]["accuracy"] >= 0.95
+    assert out["probe_settings"]["hidden"] == 50
+    whole = probe_representation(lambda x: x, train, test, seed=3, device="cpu", train_n=10**6, hidden=50)
+    assert whole["probe_train_n"] == 3000
+
+
 # --------------------------------------------------------------------------------------------------
 # The model
 # --------------------------------------------------------------------------------------------------

@@ -504,10 +504,13 @@ def test_dvc_and_snakemake_run_the_ci_profile_to_the_same_numbers(tmp_path):
     gan = dvc_metrics["ogan_mnist-s0.json"]  # a GAN: the last checkpoint, a hubness-prior row, O-GAN's encoder
     assert gan["checkpoint_selection"] == "last" and gan["variants"]["hubness"]["scores"]["classifier"]["fid"] >= 0
     assert (copy / "reports/figures/ogan_mnist-s0-reconstructions.png").is_file()
+    probe = gan["studies"]["representation"]  # its discriminator probed as a representation, tabled with DIM's
+    assert 0 <= probe["linear_probe"]["accuracy"] <= 1 and probe["probe_test_n"] == 1000
     assert {f"wgan_gp_ring8-s{s}.json" for s in (0, 1, 2)} <= set(dvc_metrics)
     assert dvc_metrics["wgan_gp_ring8-s1.json"]["scores"]["modes"]["modes_total"] == 8
     board = (reports / "leaderboard.md").read_text()
     assert "ogan_mnist [hubness]" in board and "| wgan_gp_ring8 | wgan_gp | 3 |" in board
+    assert "| mnist | ogan_mnist | ogan (encoder) | 1 |" in board  # the representation table
     assert (copy / "reports/figures/wgan_gp_ring8-s0-scatter.png").is_file()
     acc = dvc_metrics["exact_digits-s0.json"]  # the accuracy family: scored, tabled, claimed
     assert acc["kind"] == "classification" and acc["objective"] == "exact" and 0 <= acc["test"]["accuracy"] <= 1

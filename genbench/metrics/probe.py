@@ -22,6 +22,9 @@ from torch import nn
 
 LINEAR_ITERATIONS = 300
 MLP_ITERATIONS = 300
+PROBE_TRAIN_N = 10000   # train-split examples the probes are fitted on (a fixed subset: `probe_subset`)
+PROBE_HIDDEN = 200      # the MLP probe's hidden units
+PROBE_SUBSET_SEED = 0   # which train examples the probes see: the same for every run and seed
 
 
 def standardise(train_f: torch.Tensor, test_f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -85,3 +88,31 @@ def probe_scores(train_f: torch.Tensor, train_y: torch.Tensor, test_f: torch.Ten
                      "error_percent": 100 * (1 - accuracy), "train_accuracy": _accuracy(net, x_train, train_y),
                      "train_loss": train_loss, "n_train": len(train_y), "n_test": n}
     return out
+
+
+def probe_subset(n_total: int, n: int) -> torch.Tensor:
+    """Indices of the train examples the probes are fitted on: all of them, or `n` drawn by a fixed seed."""
+    if n >= n_total:
+        return torch.arange(n_total)
+    return torch.randperm(n_total, generator=torch.Generator().manual_seed(PROBE_SUBSET_SEED))[:n].sort().values
+
+
+@torch.no_grad()
+def batched_features(features, x: torch.Tensor, device, batch: int = 1000) -> torch.Tensor:
+    return torch.cat([features(x[i:i + batch].to(device)).double().cpu() for i in range(0, len(x), batch)])
+
+
+def probe_representation(features, train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor],
+                         seed: int, device, *, train_n: int = PROBE_TRAIN_N, hidden: int = PROBE_HIDDEN,
+                         classes: int | None = None) -> dict[str, Any]:
+    """The representation metric of a frozen feature map `features` (a batch of data-space inputs -> (N, D)):
+    features of a fixed subset of `train_n` train examples (`probe_subset`) and of the whole test split, then
+    `probe_scores`. Used by the representation runs (genbench.representation) and by every model with an encoder
+    worth probing (O-GAN's discriminator: genbench.evaluate.model_studies), so their rows compare."""
+    (train_x, train_y), (test_x, test_y) = train, test
+    index = probe_subset(len(train_x), train_n)
+    train_f = batched_features(features, train_x[index], device)
+    test_f = batched_features(features, test_x, device)
+    probes = probe_scores(train_f, train_y[index], test_f, test_y, seed, classes=classes, hidden=hidden)
+    return {"feature_dim": int(train_f.shape[1]), "probe_train_n": len(index), "probe_test_n": len(test_x),
+            "linear_probe": probes["linear"], "mlp_probe": probes["mlp"], "probe_settings": probes["settings"]}

@@ -50,6 +50,7 @@ from torch import nn
 
 from genbench import GenbenchError
 from genbench.metrics.mi import estimate
+from genbench.metrics.probe import PROBE_HIDDEN, PROBE_TRAIN_N
 from genbench.models import GenerativeModel, Optimization, register_model
 from genbench.models.nn import labelled_split, to_signed_unit
 from genbench.models.vae import VAE, ConvEncoder, VAEConfig
@@ -70,8 +71,8 @@ class DIMConfig:
     gamma: float | None = None  # prior-matching weight (None: the paper's, 1 for global, 0.1 for local)
     prior_hidden: list[int] | None = None  # the prior discriminator's hidden widths (None: [1000, 200])
     classes: int = 10  # the supervised baseline's head and the probes
-    probe_train_n: int = 10000  # train-split examples the probes are fitted on (the same fixed subset for all)
-    probe_hidden: int = 200  # the MLP probe's hidden units
+    probe_train_n: int = PROBE_TRAIN_N  # train-split examples the probes are fitted on (the same fixed subset for all)
+    probe_hidden: int = PROBE_HIDDEN  # the MLP probe's hidden units
 
 
 def _mlp_with_shortcut(d_in: int, width: int) -> nn.Module:
