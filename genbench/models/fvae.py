@@ -159,6 +159,7 @@ class FVAE(VAE):
     `log_likelihood`; `decode` is the paper's G(z) = D(F2^{-1}(z)), `elbo` / `iwae` use F_x."""
 
     likelihood_kinds = ("elbo", "iwae")
+    kl_weight = 1.0  # trains its ELBO (the VAE's beta setting is not one of its settings)
 
     def __init__(self, config: FVAEConfig, data_shape: tuple[int, ...]):
         GenerativeModel.__init__(self, config, data_shape)  # the VAE's own layers are built here

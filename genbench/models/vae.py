@@ -115,7 +115,7 @@ class VAE(GenerativeModel):
         c, h, w = data_shape
         if h % 4 or w % 4:
             raise ValueError(f"the conv VAE needs image sides divisible by 4, got {h}x{w}")
-        if not getattr(config, "beta", 1.0) > 0:
+        if not config.beta > 0:
             raise GenbenchError(f"model_config.beta must be > 0 (1: the ELBO), got {config.beta!r}")
         self.encoder = ConvEncoder(c, h, w, config.hidden_channels, config.hidden_units, 2 * config.latent_dim)
         self.decoder = ConvDecoder(config.latent_dim, 2 * c, h, w, config.hidden_channels, config.hidden_units)
@@ -163,8 +163,13 @@ class VAE(GenerativeModel):
         default per-parameter loop, so the same bits (tests/test_bench.py), with less per-step overhead."""
         return {"model": torch.optim.Adam(self.parameters(), lr=lr, weight_decay=weight_decay, foreach=True)}
 
+    @property
+    def kl_weight(self) -> float:
+        """beta of the training loss reconstruction - beta * KL (1: the ELBO; the beta-VAE sweep sets it)."""
+        return self.config.beta
+
     def training_step(self, x, step, opt: Optimization, generator):
-        beta = getattr(self.config, "beta", 1.0)  # the f-VAE (a subclass) trains its ELBO
+        beta = self.kl_weight
         if beta == 1.0:
             elbo = self.elbo(x, generator)
             loss = -elbo.mean()
