@@ -255,11 +255,22 @@ def measure(params, run: str, repeats: int, warmup_s: float, segment_s: float, s
     }
 
 
+BASELINE_OBJECTIVES = ("cross-entropy", "binary-cross-entropy", "supervised")
+
+
+def objective_label(model_config: dict) -> str:
+    """An objective run's name in the tables: its objective (or loss), and its MI estimator where it has one."""
+    label = model_config.get("objective", model_config.get("loss", ""))
+    return f"{label}/{model_config['estimator']}" if model_config.get("estimator") else label
+
+
 def objective_step_times(params, models: list[str], warmup_s: float, segment_s: float, repeats: int) -> list[dict]:
-    """Training-step time of every objective of the accuracy family on one dataset's network (the first
-    image dataset with a cross-entropy run): the same network and batch, so the difference is the loss
-    (EXACT's orthant probability, the argmax-of-noise quadratures), and the multi-label losses; each
-    against its family's baseline (cross-entropy; per-label BCE)."""
+    """Training-step time of every objective of a family whose runs train one network on (inputs, labels)
+    batches, on one dataset (the first image dataset with a cross-entropy run, else the first run's): the same
+    network and batch, so the difference is the objective. The accuracy family (EXACT's orthant probability,
+    the argmax-of-noise quadratures; the multi-label losses) against its baselines (cross-entropy; per-label
+    BCE); the representation family (Deep InfoMax's critics and prior matching) against its supervised
+    encoder."""
     runs = {name: run for name, run in params.runs.items() if run.model in models}
     if not runs:
         return []
@@ -286,13 +297,13 @@ def objective_step_times(params, models: list[str], warmup_s: float, segment_s: 
 
         n = segment_steps(warm_up(step, warmup_s), segment_s)
         seconds = [time_segment(step, n) for _ in range(repeats)]
-        row = {"run": name, "objective": spec.model_config.get("objective", spec.model_config.get("loss", "")),
+        row = {"run": name, "objective": objective_label(spec.model_config),
                "dataset": dataset, "batch_size": bs, "ms_per_step": {k: 1e3 * v for k, v in spread(seconds).items()},
                "images_per_s": bs / statistics.median(seconds)}
         out.append(row)
     # each against its family's baseline on the same network: cross-entropy, and per-label BCE for the
     # multi-label losses (their network reads 56 x 56 composites)
-    baselines = {r["run"]: r for r in out if r["objective"] in ("cross-entropy", "binary-cross-entropy")}
+    baselines = {r["run"]: r for r in out if r["objective"] in BASELINE_OBJECTIVES}
     for row in out:
         base = next((b for b in baselines.values() if runs[b["run"]].model == runs[row["run"]].model), None)
         row["baseline"] = base["objective"] if base else None
@@ -783,9 +794,9 @@ def main(args) -> int:
                                 f"use --models {' '.join(PEERS)}")
         versions = require_peers(peer_models)
     rows = []
+    # the representation family trains on (images, labels) batches like the accuracy family: its step times
+    # per objective, in its own table
     representation = [m for m in wanted if m in MODELS and hasattr(MODELS[m].cls, "representation_task")]
-    for m in representation:  # scored by probes, not timed here: tests/test_dim.py states their step times
-        print(f"bench: {m} is a representation model (genbench/representation.py); skipped")
     wanted = [m for m in wanted if m not in representation]
     supervised = [m for m in wanted if hasattr(MODELS[m].cls, "task_data")] if set(wanted) <= set(MODELS) else []
     sentence = [m for m in wanted if hasattr(MODELS[m].cls, "sentence_task")] if set(wanted) <= set(MODELS) else []
@@ -814,12 +825,13 @@ def main(args) -> int:
         for r in iterative:
             print(f"{r['model']:<10} {r['sampling_network_evaluations']:>18} {r['network_evaluations_per_s']:>20.0f} "
                   f"{r['sample_images_per_s']:>13.1f}")
-    if supervised and any(run.model in supervised for run in params.runs.values()):
-        result["objectives"] = objective_step_times(params, supervised, warmup_s, segment_s, repeats)
-        print(f"\n{'objective (run)':<38} {'ms/step':>20} {'img/s':>8} {'x baseline':>11}  baseline")
-        for r in result["objectives"]:
-            print(f"{r['objective'] + ' (' + r['run'] + ')':<38} {fmt(r['ms_per_step'], 1, 2):>20} "
-                  f"{r['images_per_s']:>8.0f} {r['vs_baseline']:>11.2f}  {r['baseline']}")
+    for key, family in (("objectives", supervised), ("representation", representation)):
+        if family and any(run.model in family for run in params.runs.values()):
+            result[key] = objective_step_times(params, family, warmup_s, segment_s, repeats)
+            print(f"\n{'objective (run)':<38} {'ms/step':>20} {'img/s':>8} {'x baseline':>11}  baseline")
+            for r in result[key]:
+                print(f"{r['objective'] + ' (' + r['run'] + ')':<38} {fmt(r['ms_per_step'], 1, 2):>20} "
+                      f"{r['images_per_s']:>8.0f} {r['vs_baseline']:>11.2f}  {r['baseline']}")
     sts_runs = [name for name, run in params.runs.items() if run.model in sentence]
     if sts_runs:
         result["sts"] = sts_costs(params, sts_runs[0], repeats)

@@ -42,3 +42,20 @@ def load_tiny(path: Path | None = None):
     from genbench.config import load
 
     return load(path or CONFIGS / "tiny.yaml")
+
+
+def bench_objectives(workdir: Path, runs: dict, model: str, key: str):
+    """`genbench bench --models MODEL` (a short timing) in `workdir` with `runs` added to its params: the process
+    and the rows of bench.json's `key` table by objective."""
+    import json
+    import subprocess
+    import sys
+
+    raw = yaml.safe_load((workdir / "params.yaml").read_text())
+    raw["runs"].update(runs)
+    (workdir / "params.yaml").write_text(yaml.safe_dump(raw))
+    proc = subprocess.run([sys.executable, "-m", "genbench.cli", "bench", "--models", model, "--repeats", "2",
+                           "--warmup-s", "0.05", "--segment-s", "0.05", "--out", "bench.json"], cwd=workdir,
+                          env={**os.environ, "GENBENCH_TRACKING": "off"}, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return proc, {r["objective"]: r for r in json.loads((workdir / "bench.json").read_text())[key]}

@@ -270,19 +270,11 @@ def test_trials_then_score_write_the_metrics_with_the_selection(workdir):
 
 
 def test_bench_times_each_objective_against_cross_entropy(workdir):
-    import os
-    import subprocess
-    import sys
+    from tests.conftest import bench_objectives
 
-    raw = yaml.safe_load((workdir / "params.yaml").read_text())
-    raw["runs"].update({"ce": {**ACC_RUN, "model_config": {**ACC_RUN["model_config"], "objective": "cross-entropy"}},
-                        "exact": ACC_RUN})
-    (workdir / "params.yaml").write_text(yaml.safe_dump(raw))
-    proc = subprocess.run([sys.executable, "-m", "genbench.cli", "bench", "--models", "classify", "--repeats", "2",
-                           "--warmup-s", "0.05", "--segment-s", "0.05", "--out", "bench.json"], cwd=workdir,
-                          env={**os.environ, "GENBENCH_TRACKING": "off"}, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    rows = {r["objective"]: r for r in json.loads((workdir / "bench.json").read_text())["objectives"]}
+    proc, rows = bench_objectives(workdir, {"ce": {**ACC_RUN, "model_config": {**ACC_RUN["model_config"],
+                                                                              "objective": "cross-entropy"}},
+                                            "exact": ACC_RUN}, "classify", "objectives")
     assert set(rows) == {"cross-entropy", "exact"} and rows["cross-entropy"]["vs_baseline"] == 1.0
     assert rows["exact"]["baseline"] == "cross-entropy" and rows["exact"]["images_per_s"] > 0
     assert "x baseline" in proc.stdout

@@ -290,3 +290,16 @@ def test_train_then_score_write_both_probes(workdir):
     from genbench.report import suite_time
 
     assert "jobs took" in suite_time(load(workdir / "params.yaml"))  # the report's time line reads its record
+
+
+def test_bench_times_each_objective_against_the_supervised_encoder(workdir):
+    """`genbench bench --models dim`: the training step of each objective on the same encoder and batches, against
+    the supervised baseline (was: representation models skipped)."""
+    from tests.conftest import bench_objectives
+
+    supervised = {k: v for k, v in DIM_RUN["model_config"].items() if k != "estimator"} | {"objective": "supervised"}
+    proc, rows = bench_objectives(workdir, {"rep_local": DIM_RUN, "rep_supervised": {**DIM_RUN, "model_config": supervised}},
+                                  "dim", "representation")
+    assert set(rows) == {"local/infonce", "supervised"} and rows["supervised"]["vs_baseline"] == 1.0
+    assert rows["local/infonce"]["baseline"] == "supervised" and rows["local/infonce"]["images_per_s"] > 0
+    assert "local/infonce (rep_local)" in proc.stdout and "skipped" not in proc.stdout
