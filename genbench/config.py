@@ -65,6 +65,7 @@ class ClassifierConfig:
 class ExtractorOptions:
     n_gen: int = 10000  # generated samples scored with this extractor
     n_ref: int | None = None  # reference images (None: the whole reference split)
+    runs: list[str] | None = None  # the runs it scores (None: every run on an image dataset of eval.datasets)
 
 
 @dataclass
@@ -590,6 +591,9 @@ def semantic_problems(params: Params, *, check_data: bool = False, repo: str | P
             problems.append(f"eval.extractors.{ex}: unknown extractor; expected one of: {', '.join(EXTRACTORS)}")
         _positive(problems, f"eval.extractors.{ex}.n_gen", opts.n_gen)
         _positive(problems, f"eval.extractors.{ex}.n_ref", opts.n_ref)
+        for run_name in opts.runs or []:
+            if run_name not in params.runs:
+                problems.append(f"eval.extractors.{ex}.runs: '{run_name}' is not in runs")
     for key in ("kid_subsets", "kid_subset_size", "prc_neighborhood",
                 "feature_batch_size", "likelihood_n", "iwae_k", "sample_batch_size"):
         _positive(problems, f"eval.{key}", getattr(params.eval, key))

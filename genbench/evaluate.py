@@ -204,12 +204,13 @@ def model_studies(model, x: torch.Tensor, kind: str, params: Params, seed: int, 
     return out
 
 
-def scoring_extractors(params: Params, seed: int, variant: bool = False) -> list[str]:
-    """Every extractor for the first seeds; `eval.repeat_extractors` (when set) for the repeat seeds; of
-    those, only `eval.variant_extractors` (when set) for a variant sample set."""
-    chosen = list(params.eval.extractors)
+def scoring_extractors(params: Params, run: str, seed: int, variant: bool = False) -> list[str]:
+    """Every extractor that scores `run` (`eval.extractors.<name>.runs`, when set) for the first seeds;
+    `eval.repeat_extractors` (when set) for the repeat seeds; of those, only `eval.variant_extractors` (when
+    set) for a variant sample set."""
+    chosen = [e for e, opts in params.eval.extractors.items() if opts.runs is None or run in opts.runs]
     if seed not in params.seeds and params.eval.repeat_extractors is not None:
-        chosen = list(params.eval.repeat_extractors)
+        chosen = [e for e in chosen if e in params.eval.repeat_extractors]
     if variant and params.eval.variant_extractors is not None:
         chosen = [e for e in chosen if e in params.eval.variant_extractors]
     return chosen
@@ -272,7 +273,7 @@ def evaluate_job(params: Params, run: str, seed: int, tracker: Tracker) -> dict[
         samples = torch.from_numpy(np.load(samples_dir(run, seed) / name)["x"])
         return score_samples(params, run, spec.dataset, samples, device, {
             "sampler": sampler, "ema": sample_record["ema"], "training_seed": seed,
-            "sampling_seed": sample_record["sampling_seed"]}, scoring_extractors(params, seed, variant), references)
+            "sampling_seed": sample_record["sampling_seed"]}, scoring_extractors(params, run, seed, variant), references)
 
     scores = scores_of("samples.npz", sample_record["sampler"], variant=False)
     variants = {name: {"scores": scores_of(f"samples-{name}.npz", name, variant=True), "sample": details}
@@ -283,7 +284,7 @@ def evaluate_job(params: Params, run: str, seed: int, tracker: Tracker) -> dict[
     studies = model_studies(model, x_ref, info.kind, params, seed, device, run)
     reconstruction = {}
     if hasattr(model, "reconstruct_images"):   # codebook autoencoders: FID of the test split's reconstructions
-        extractors = scoring_extractors(params, seed, variant=True)   # another set of the same network
+        extractors = scoring_extractors(params, run, seed, variant=True)   # another set of the same network
         n = min(len(x_ref), max(n_generated(params, e, run) for e in extractors))
         bs = params.eval.sample_batch_size
         recon = torch.cat([model.reconstruct_images(x_ref[i:i + bs].to(device)).cpu() for i in range(0, n, bs)])

@@ -122,6 +122,8 @@ CASES = {
     "num_threads_zero": (edit(harness__num_threads=0), "harness.num_threads"),
     "hubness_pool_zero": (edit(eval__hubness__pool=0), "eval.hubness.pool"),
     "run_eval_n_gen_zero": (edit(runs__ddpm_mnist__eval__n_gen=0), "runs.ddpm_mnist.eval.n_gen"),
+    "extractor_runs_unknown": (edit(**{"eval__extractors__inception-v3-tf2015__runs": ["vae_mnst"]}),
+                               "eval.extractors.inception-v3-tf2015.runs: 'vae_mnst' is not in runs"),
     "train_limit_zero": (edit(data__datasets__mnist__train_limit=0), "data.datasets.mnist.train_limit"),
     "bad_value_in_another_profile": (profile("gpu", runs__vae_mnist__train__lr=NAN),
                                      "(profile gpu) runs.vae_mnist.train.lr"),

@@ -92,7 +92,7 @@ def test_score_samples_shares_work_across_sets_with_identical_numbers(workdir, m
     sets = {"samples.npz": torch.randint(0, 256, (120, 1, 28, 28), dtype=torch.uint8, generator=gen),
             "samples-hubness.npz": train_x[:100]}
     protocol = {"sampler": "test", "ema": False, "training_seed": 0, "sampling_seed": 0}
-    extractors = evaluate.scoring_extractors(params, 0)
+    extractors = evaluate.scoring_extractors(params, "vae_mnist", 0)
     assert extractors == ["classifier"]
 
     separately = {}
@@ -128,3 +128,27 @@ def test_feature_benchmark_runs_and_compares_like_with_like(inception_weights):
     assert result["max_abs_feature_diff"] < 1e-4  # the same images and weights on both sides
     table = format_feature_benchmark(result)
     assert "torch-fidelity" in table and len(table.splitlines()) == 3 + 2 + 2
+
+
+def test_scoring_extractors_follow_each_extractors_runs_and_the_repeat_and_variant_lists():
+    """Which extractors score a sample set: those whose `runs` (when set) name the run; for a repeat seed only
+    `eval.repeat_extractors`; for a variant set only `eval.variant_extractors`."""
+    from types import SimpleNamespace
+
+    from genbench.config import ExtractorOptions
+
+    def params(repeat=None, variant=None):
+        extractors = {"classifier": ExtractorOptions(), "inception-v3-tf2015": ExtractorOptions(runs=["vae_mnist"])}
+        return SimpleNamespace(seeds=[0], eval=SimpleNamespace(extractors=extractors, repeat_extractors=repeat,
+                                                               variant_extractors=variant))
+
+    assert evaluate.scoring_extractors(params(), "vae_mnist", 0) == ["classifier", "inception-v3-tf2015"]
+    assert evaluate.scoring_extractors(params(), "sgan_mnist", 0) == ["classifier"]
+    assert evaluate.scoring_extractors(params(repeat=["classifier"]), "vae_mnist", 1) == ["classifier"]
+    assert evaluate.scoring_extractors(params(repeat=["classifier"]), "vae_mnist", 0) == \
+        ["classifier", "inception-v3-tf2015"]
+    assert evaluate.scoring_extractors(params(variant=["classifier"]), "vae_mnist", 0, variant=True) == ["classifier"]
+    only_inception = SimpleNamespace(seeds=[0], eval=SimpleNamespace(
+        extractors={"inception-v3-tf2015": ExtractorOptions(runs=["vae_mnist"])}, repeat_extractors=None,
+        variant_extractors=None))
+    assert evaluate.scoring_extractors(only_inception, "sgan_mnist", 0) == []

@@ -457,6 +457,9 @@ def keep_runs(copy: Path, keep: tuple[str, ...], repeat: tuple[str, ...] = ()) -
     for prof in raw["profiles"].values():
         if prof and "datasets" in prof.get("eval", {}):
             prof["eval"]["datasets"] = [d for d in prof["eval"]["datasets"] if d in used]
+        for options in (prof or {}).get("eval", {}).get("extractors", {}).values():
+            if options.get("runs") is not None:  # the runs an extractor scores
+                options["runs"] = [r for r in options["runs"] if r in keep]
         if prof and "runs" in prof:
             prof["runs"] = {k: v for k, v in prof["runs"].items() if k in keep}
         if prof and "repeat" in prof:
