@@ -133,13 +133,19 @@ def _metrics(params, run: str) -> list[dict[str, Any]]:
 
 def _combine(label: str, values: list[tuple[float, float | None]], noise: str, n: int | None,
              reference: str | None = None) -> Figure:
-    """Mean over seeds; with >= 3 seeds the error is training noise, with one the figure's own error."""
+    """Mean over seeds; with >= 3 seeds the error is training noise, with one the figure's own error, with two
+    (too few to estimate training noise) the mean and its own (sampling) error, sqrt(sum err^2) / 2: no verdict
+    that needs training noise is drawn from fewer than MIN_SEEDS seeds (`verdict`)."""
+    mean = statistics.fmean(v for v, _ in values)
     if len(values) >= MIN_SEEDS:
-        mean = statistics.fmean(v for v, _ in values)
         return Figure(label, mean, statistics.stdev(v for v, _ in values) / math.sqrt(len(values)),
                       f"training ({len(values)} seeds)", n, len(values), reference)
-    value, err = values[0]
-    return Figure(label, value, err, noise if err is not None else "none", n, len(values), reference)
+    errors = [e for _, e in values]
+    if any(e is None for e in errors):
+        return Figure(label, mean, None, "none", n, len(values), reference)
+    err = math.sqrt(sum(e * e for e in errors)) / len(errors)
+    return Figure(label, mean, err, noise if len(values) == 1 else f"{noise} ({len(values)} seeds' mean)", n,
+                  len(values), reference)
 
 
 def likelihood_figure(params, run: str, kind: str, label: str) -> Figure | None:

@@ -260,3 +260,20 @@ def test_representation_section_carries_an_encoder_probed_at_evaluation(tmp_path
     assert rows[0]["linear_accuracy"] == pytest.approx(92.0) and rows[0]["linear_accuracy_std"] == pytest.approx(2.0)
     assert rows[0]["mlp_accuracy"] == pytest.approx(94.0) and rows[0]["published_cifar10"] is None
     assert any("| mnist | ogan_mnist | ogan (encoder) | 3 | 92.00 ± 2.00 | 94.00 ± 2.00 | — |" == line for line in md)
+
+
+def test_a_figure_over_seeds_is_their_mean_with_the_error_the_seeds_allow():
+    """One seed: its value and own error; two (too few for training noise): the mean and the sampling error of
+    the mean, sqrt(e1^2 + e2^2) / 2; three or more: the mean and the seeds' standard error (was: with two seeds
+    the first seed's figure was shown)."""
+    from genbench.claims import _combine
+
+    one = _combine("x", [(10.0, 0.4)], "test-set", 100)
+    assert (one.value, one.stderr, one.noise, one.seeds) == (10.0, 0.4, "test-set", 1)
+    two = _combine("x", [(10.0, 0.3), (12.0, 0.4)], "test-set", 100)
+    assert (two.value, two.seeds) == (11.0, 2) and two.stderr == pytest.approx(0.25)
+    assert two.noise == "test-set (2 seeds' mean)"
+    three = _combine("x", [(10.0, 0.3), (12.0, 0.4), (14.0, 0.1)], "test-set", 100)
+    assert three.value == pytest.approx(12.0) and three.stderr == pytest.approx(2.0 / math.sqrt(3))
+    assert three.noise == "training (3 seeds)"
+    assert _combine("x", [(1.0, None), (3.0, 0.2)], "test-set", 100).stderr is None
