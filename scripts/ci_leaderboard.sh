@@ -32,9 +32,9 @@ ln -s "$PWD/.venv" "$work/repo/.venv"
   end=$(date +%s.%N)
   cat reports/leaderboard.md
   cp logs/stage-times.jsonl reports/timing/
-  # where the time went; fails when a stage kind's median fixed cost exceeds 6 s (budget 3 s: on 2026-12-01 the
-  # medians were 3.2-4.6 s on this machine, where `import torch` alone took 2.8-3.4 s; README "Budgets")
-  python scripts/stage_times.py logs/stage-times.jsonl --wall "$(echo "$end - $start" | bc)" --max-fixed-s 6
+  # where the time went; fails when a stage kind's median fixed cost exceeds 8 s (budget 3 s alone; .ci/run runs
+  # this beside the test suite, where the medians were 3.0-4.9 s on 2026-12-01 against 2.1-3.0 s alone; README "Budgets")
+  python scripts/stage_times.py logs/stage-times.jsonl --wall "$(echo "$end - $start" | bc)" --max-fixed-s 8
 )
 mkdir -p "$out"
 cp -r "$work/repo/reports/." "$out/"
