@@ -17,8 +17,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from genbench.config import Params
 from genbench.data import load_split
 from genbench.evaluate import code_version, library_versions
