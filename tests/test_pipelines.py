@@ -18,6 +18,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -440,10 +441,32 @@ def _hashes(metrics: dict) -> dict:
 
 # the runs both tools execute here: an image model with likelihood bounds (FID with both extractors), a
 # flow on a 2-D toy (density figure), an image GAN with a variant row and an encoder, a 2-D GAN over three
-# seeds, and a supervised job (train once per learning rate, then score); `.ci/run` runs every run of the
-# ci profile under DVC (the Glow temperature sweep: test_flows)
+# seeds, and a supervised job (train once per learning rate, then score). GENBENCH_E2E_RUNS=all runs every run
+# of the ci profile instead (CI's leaderboard lane, scripts/ci_leaderboard.sh: one DVC run is both this test
+# and the ci leaderboard, which GENBENCH_E2E_OUT receives with the stage times).
 E2E_RUNS = ("vae_mnist", "glow_ring8", "ogan_mnist", "wgan_gp_ring8", "exact_digits")
 E2E_REPEAT = ("wgan_gp_ring8",)  # trained with the repeat seeds too (mean ± std in the leaderboard)
+# Snakemake re-runs these jobs (each stage kind: an image model's train, sample and evaluate with both
+# extractors; a repeat seed; a supervised train and score) and the report, from DVC's prepared data and rulers,
+# and finds every other job's outputs up to date
+SNAKEMAKE_JOBS = ("vae_mnist-s0", "wgan_gp_ring8-s1", "exact_digits-s0")
+SNAKEMAKE_CHECK = "variance"  # and a theory check (metrics/theory-NAME.json)
+
+
+def e2e_runs(copy: Path) -> tuple[str, ...]:
+    if os.environ.get("GENBENCH_E2E_RUNS", "") == "all":
+        return tuple(yaml.safe_load((copy / "params.yaml").read_text())["runs"])
+    return E2E_RUNS
+
+
+def declared_stages(copy: Path, source: str) -> set[str]:
+    """The DVC stages whose resolved file (pipelines/resolved/, what DVC hashes) lists `source` among its code."""
+    stages = set()
+    for path in (copy / "pipelines" / "resolved").rglob("*.json"):
+        if source in json.loads(path.read_text()).get("code", {}):
+            key = re.sub(r"-s(\d+)$", r"-\1", path.stem)
+            stages.add(key if path.parent.name == "resolved" else f"{path.parent.name}@{key}")
+    return stages
 
 
 def keep_runs(copy: Path, keep: tuple[str, ...], repeat: tuple[str, ...] = ()) -> None:
@@ -481,14 +504,17 @@ def keep_runs(copy: Path, keep: tuple[str, ...], repeat: tuple[str, ...] = ()) -
 @pytest.mark.slow
 def test_dvc_and_snakemake_run_the_ci_profile_to_the_same_numbers(tmp_path):
     copy = copy_repo(tmp_path / "repo")
-    keep_runs(copy, E2E_RUNS, E2E_REPEAT)
+    runs = e2e_runs(copy)
+    keep_runs(copy, runs, E2E_REPEAT)
     set_profile(copy, "ci")  # and no dvc.lock: the cpu profile's entries would all be stale
     dvc, snakemake = str(BIN / "dvc"), str(BIN / "snakemake")
     # the job list changed: without this, DVC's `resolve` stage stops and asks for `dvc repro` again
     run(["genbench", "resolve"], copy)
 
     # --- DVC: the whole DAG
-    run([dvc, "repro"], copy, timeout=1800)
+    started = time.monotonic()
+    run([dvc, "repro"], copy, timeout=3600)
+    repro_s = time.monotonic() - started
     reports = copy / "reports"
     for name in ("leaderboard.md", "leaderboard.csv", "index.html"):
         assert (reports / name).is_file(), name
@@ -518,6 +544,12 @@ def test_dvc_and_snakemake_run_the_ci_profile_to_the_same_numbers(tmp_path):
     acc = dvc_metrics["exact_digits-s0.json"]  # the accuracy family: scored, tabled, claimed
     assert acc["kind"] == "classification" and acc["objective"] == "exact" and 0 <= acc["test"]["accuracy"] <= 1
     assert "| exact | exact_digits |" in board and (reports / "accuracy.csv").read_text().count("exact_digits") == 1
+    out = os.environ.get("GENBENCH_E2E_OUT")
+    if out:  # CI's leaderboard: the reports DVC made, and where the time went
+        shutil.copytree(reports, out, dirs_exist_ok=True)
+        (Path(out) / "timing").mkdir(exist_ok=True)
+        shutil.copy(copy / "logs" / "stage-times.jsonl", Path(out) / "timing")
+        (Path(out) / "timing" / "dvc-repro-seconds").write_text(f"{repro_s:.1f}\n")
 
     # nothing re-runs
     again = run([dvc, "repro"], copy)
@@ -532,15 +564,28 @@ def test_dvc_and_snakemake_run_the_ci_profile_to_the_same_numbers(tmp_path):
     params_path = copy / "params.yaml"
     original = params_path.read_text()
 
+    resolved = copy / "pipelines" / "resolved"
+
     def stale_after(path: Path, edit) -> set[str]:
         before = path.read_text()
+        files = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in resolved.rglob("*") if p.is_file()}
         path.write_text(edit(before))
         assert path.read_text() != before, f"the edit of {path} changed nothing"
         run(["genbench", "resolve"], copy)
         stale = set(json.loads(run([dvc, "status", "--json"], copy).stdout))
         path.write_text(before)
         run(["genbench", "resolve"], copy)
+        for p, (content, mtime) in files.items():  # undone byte for byte; and its times put back, so that
+            assert p.read_bytes() == content, p        # Snakemake, which compares times, sees what DVC left
+            os.utime(p, ns=(mtime, mtime))
         return stale
+
+    def stale_after_code(path: Path, expected: set[str]) -> None:
+        """A comment in a source file: exactly the stages that declare it stale (every run of its family, in
+        all modes), and among the five runs of the default mode exactly `expected`."""
+        stale = stale_after(path, lambda text: text + "\n# a comment\n")
+        assert stale == {"resolve"} | declared_stages(copy, path.relative_to(copy).as_posix()), path
+        assert {s for s in stale if s.partition("@")[2].rsplit("-", 1)[0] in E2E_RUNS + ("",)} == expected, path
 
     def job_stages(*jobs: str) -> set[str]:
         return {f"{stage}@{job}" for stage in ("train", "sample", "evaluate") for job in jobs}
@@ -557,44 +602,53 @@ def test_dvc_and_snakemake_run_the_ci_profile_to_the_same_numbers(tmp_path):
 
     # a training setting: that run's train stage (its sample and evaluate follow once it re-ran)
     assert stale_after(params_path, ci_override) == {"resolve", "train@glow_ring8-0"}
-    comment = lambda text: text + "\n# a comment\n"  # noqa: E731
-    assert stale_after(copy / "genbench/models/flows.py", comment) == \
-        {"resolve"} | job_stages("glow_ring8-0")  # one family's jobs
-    assert stale_after(copy / "genbench/report.py", comment) == {"resolve", "report"}
-    assert stale_after(copy / "genbench/models/accuracy.py", comment) == \
-        {"resolve", "train@exact_digits-0", "score@exact_digits-0"}
-    assert stale_after(copy / "genbench/models/gans.py", comment) == \
-        {"resolve"} | job_stages("ogan_mnist-0", *(f"wgan_gp_ring8-{s}" for s in (0, 1, 2)))
+    stale_after_code(copy / "genbench/models/flows.py", {"resolve"} | job_stages("glow_ring8-0"))  # one family's jobs
+    stale_after_code(copy / "genbench/report.py", {"resolve", "report"})
+    stale_after_code(copy / "genbench/models/accuracy.py", {"resolve", "train@exact_digits-0", "score@exact_digits-0"})
+    stale_after_code(copy / "genbench/models/gans.py",
+                     {"resolve"} | job_stages("ogan_mnist-0", *(f"wgan_gp_ring8-{s}" for s in (0, 1, 2))))
     assert "up to date" in run([dvc, "status"], copy).stdout
 
-    # --- Snakemake: the same jobs again in the same copy, from the prepared data and the rulers DVC made
-    # (their rules run the same commands on the same inputs: test_dvc_and_snakemake_describe_the_same_jobs)
-    for name in ("runs", "samples", "metrics", "mlruns"):  # and MLflow's store: parallel jobs start on a fresh one
-        shutil.rmtree(copy / name, ignore_errors=True)
+    # --- Snakemake: some of the same jobs again in the same copy, from the prepared data and rulers DVC made
+    # (its rules run the same commands on the same inputs: test_dvc_and_snakemake_describe_the_same_jobs); the
+    # other jobs' outputs it finds up to date
+    for job in SNAKEMAKE_JOBS:
+        for name in ("runs", "samples"):
+            shutil.rmtree(copy / name / job, ignore_errors=True)
+        (copy / "metrics" / f"{job}.json").unlink()
+    (copy / "metrics" / f"theory-{SNAKEMAKE_CHECK}.json").unlink()
+    shutil.rmtree(copy / "mlruns", ignore_errors=True)  # and MLflow's store: parallel jobs start on a fresh one
     (copy / "mlflow.db").unlink()
-    run([snakemake, "-c2", "--profile", "pipelines/profiles/local"], copy, timeout=1800)
+    (reports / "leaderboard.md").unlink()
+    log = run([snakemake, "-c2", "--profile", "pipelines/profiles/local"], copy, timeout=1800)
+    ran = {(j["rule"], frozenset(j["wildcards"].items())) for j in parse_snakemake_jobs(log.stdout + log.stderr)}
+    jobs = [job.rsplit("-s", 1) for job in SNAKEMAKE_JOBS]
+    assert fmt(ran) == fmt({(stage, frozenset({("run", r), ("seed", s)})) for r, s in jobs
+                            for stage in ("train", "sample", "evaluate", "score")
+                            if (copy / "pipelines" / "resolved" / stage / f"{r}-s{s}.json").is_file()}
+                           | {("theory", frozenset({("check", SNAKEMAKE_CHECK)})), ("report", frozenset()),
+                              ("all", frozenset())}), "Snakemake ran other jobs than those whose outputs were removed"
     snake_metrics = {p.name: json.loads(p.read_text()) for p in sorted((copy / "metrics").glob("*.json"))}
     assert sorted(snake_metrics) == sorted(dvc_metrics)
-    for name, dvc_m in dvc_metrics.items():
-        if "check" in dvc_m:  # a theory check's figures (metrics/theory-NAME.json): a seeded simulation, same numbers
-            snake, dvc_leaves = _leaves(snake_metrics[name]["result"]), _leaves(dvc_m["result"])
-            numeric = lambda d: {k: v for k, v in d.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}  # noqa: E731
-            assert numeric(snake) == pytest.approx(numeric(dvc_leaves), rel=1e-6, nan_ok=True), name
-            assert {k: v for k, v in snake.items() if k not in numeric(snake)} == \
-                {k: v for k, v in dvc_leaves.items() if k not in numeric(dvc_leaves)}, name
-            continue
-        assert snake_metrics[name]["status"] == dvc_m["status"], name
-        if dvc_m["status"] == "completed":
-            # equal to 1e-3 relative, not bit for bit: one e2e run saw the Snakemake sample job's generator
-            # output differ in the last float bits (488 of 392k uint8 pixels off by one; weights equal, not
-            # reproduced by rerunning either tool), which moves an FID in its 5th digit
-            # (counts such as the selected step and the parameter number stay exact)
-            snake, dvc_numbers = _numbers(snake_metrics[name]), _numbers(dvc_m)
-            assert snake == pytest.approx(dvc_numbers, rel=1e-3), name
-            assert {k: v for k, v in snake.items() if isinstance(v, int)} == \
-                {k: v for k, v in dvc_numbers.items() if isinstance(v, int)}, name
-            assert _hashes(snake_metrics[name]) == _hashes(dvc_m), \
-                f"{name}: equal numbers from different extractor weights/reference files: a file is not byte-deterministic"
+    name = f"theory-{SNAKEMAKE_CHECK}.json"  # a seeded simulation: the same numbers
+    snake, dvc_leaves = _leaves(snake_metrics[name]["result"]), _leaves(dvc_metrics[name]["result"])
+    numeric = lambda d: {k: v for k, v in d.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}  # noqa: E731
+    assert numeric(snake) == pytest.approx(numeric(dvc_leaves), rel=1e-6, nan_ok=True), name
+    assert {k: v for k, v in snake.items() if k not in numeric(snake)} == \
+        {k: v for k, v in dvc_leaves.items() if k not in numeric(dvc_leaves)}, name
+    for name in (f"{job}.json" for job in SNAKEMAKE_JOBS):
+        dvc_m = dvc_metrics[name]
+        assert snake_metrics[name]["status"] == dvc_m["status"] == "completed", name
+        # equal to 1e-3 relative, not bit for bit: one e2e run saw the Snakemake sample job's generator
+        # output differ in the last float bits (488 of 392k uint8 pixels off by one; weights equal, not
+        # reproduced by rerunning either tool), which moves an FID in its 5th digit
+        # (counts such as the selected step and the parameter number stay exact)
+        snake, dvc_numbers = _numbers(snake_metrics[name]), _numbers(dvc_m)
+        assert snake == pytest.approx(dvc_numbers, rel=1e-3), name
+        assert {k: v for k, v in snake.items() if isinstance(v, int)} == \
+            {k: v for k, v in dvc_numbers.items() if isinstance(v, int)}, name
+        assert _hashes(snake_metrics[name]) == _hashes(dvc_m), \
+            f"{name}: equal numbers from different extractor weights/reference files: a file is not byte-deterministic"
     assert "Profile `ci`" in (reports / "leaderboard.md").read_text()
 
     # Snakemake is up to date, and a model hyperparameter re-runs only that run's jobs and the report
