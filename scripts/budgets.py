@@ -11,7 +11,8 @@ import sys
 
 BUDGETS_S = {
     "tests": 10 * 60,        # scripts/test.sh: the whole pytest suite
-    "leaderboard": 12 * 60,  # scripts/ci_leaderboard.sh: `dvc repro` of the ci profile in a clean clone
+    "leaderboard": 12 * 60,  # scripts/ci_leaderboard.sh: the end-to-end test on the whole ci profile (its `dvc repro`
+                             # is the leaderboard), in a clean clone
     "ci": 30 * 60,           # .ci/run in all
     "dvc_status": 5,         # `dvc status` on the committed state
 }

@@ -565,19 +565,17 @@ def test_dvc_and_snakemake_run_the_ci_profile_to_the_same_numbers(tmp_path):
     original = params_path.read_text()
 
     resolved = copy / "pipelines" / "resolved"
+    as_dvc_left = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in resolved.rglob("*") if p.is_file()}
 
     def stale_after(path: Path, edit) -> set[str]:
+        """The edit, `genbench resolve` (which also undoes the previous edit's resolved files), `dvc status`;
+        then the edit is undone (its resolved files at the next call, or at the end)."""
         before = path.read_text()
-        files = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in resolved.rglob("*") if p.is_file()}
         path.write_text(edit(before))
         assert path.read_text() != before, f"the edit of {path} changed nothing"
         run(["genbench", "resolve"], copy)
         stale = set(json.loads(run([dvc, "status", "--json"], copy).stdout))
         path.write_text(before)
-        run(["genbench", "resolve"], copy)
-        for p, (content, mtime) in files.items():  # undone byte for byte; and its times put back, so that
-            assert p.read_bytes() == content, p        # Snakemake, which compares times, sees what DVC left
-            os.utime(p, ns=(mtime, mtime))
         return stale
 
     def stale_after_code(path: Path, expected: set[str]) -> None:
@@ -607,6 +605,10 @@ def test_dvc_and_snakemake_run_the_ci_profile_to_the_same_numbers(tmp_path):
     stale_after_code(copy / "genbench/models/accuracy.py", {"resolve", "train@exact_digits-0", "score@exact_digits-0"})
     stale_after_code(copy / "genbench/models/gans.py",
                      {"resolve"} | job_stages("ogan_mnist-0", *(f"wgan_gp_ring8-{s}" for s in (0, 1, 2))))
+    run(["genbench", "resolve"], copy)
+    for p, (content, mtime) in as_dvc_left.items():  # every edit undone byte for byte; and the files' times put
+        assert p.read_bytes() == content, p            # back, so that Snakemake, which compares times, sees what
+        os.utime(p, ns=(mtime, mtime))                 # DVC left
     assert "up to date" in run([dvc, "status"], copy).stdout
 
     # --- Snakemake: some of the same jobs again in the same copy, from the prepared data and rulers DVC made
