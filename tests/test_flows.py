@@ -276,6 +276,26 @@ def test_logdet_study_bias_vanishes_with_terms_and_spread_is_positive():
     assert abs(rows[40]["truncation_bias"]) < 1e-3 and rows[40]["hutchinson_std_one_probe"] > 0
 
 
+def test_logdet_study_examples_caps_the_study_and_refuses_nonpositive_counts():
+    """`logdet_study_examples` (the ci profile's setting) studies the first n of the examples given: its rows
+    are the same study on those alone."""
+    from genbench.bench import iresnet_logdet_study
+
+    config = {"levels": 1, "blocks_per_level": 1, "hidden_channels": 8}
+    x = torch.randint(0, 256, (4, 1, 4, 4), generator=torch.Generator().manual_seed(1), dtype=torch.uint8)
+    torch.manual_seed(0)
+    capped = build_model("iresnet", {**config, "logdet_study_examples": 2}, (1, 4, 4))
+    whole = build_model("iresnet", config, (1, 4, 4))
+    whole.load_state_dict(capped.state_dict())
+    rows_capped = iresnet_logdet_study(capped, x, terms=(1, 5))
+    rows_first_two = iresnet_logdet_study(whole, x[:2], terms=(1, 5))
+    assert [r["examples"] for r in rows_capped] == [2, 2]
+    assert rows_capped == rows_first_two
+    assert iresnet_logdet_study(whole, x, terms=(1,))[0]["examples"] == 4
+    with pytest.raises(GenbenchError, match="logdet_study_examples must be >= 1"):
+        build_model("iresnet", {**config, "logdet_study_examples": 0}, (1, 4, 4))
+
+
 def test_glow_sample_stage_draws_one_row_per_temperature(tmp_path):
     """The sample stage's temperature sweep (Kingma & Dhariwal 2018, fig. 8): one row of the same latent
     noise per temperature, and T = 0 draws the same image in every column (the prior's mode)."""

@@ -930,6 +930,9 @@ class IResNetConfig:
     fixed_point_iterations: int = 200
     preprocess: Preprocess = "shift"
     logit_alpha: float = 0.05
+    # at most this many of the test examples the evaluation gives the log-det truncation study (full
+    # Jacobians; None: all it gives, 64 points or 8 images)
+    logdet_study_examples: int | None = None
 
 
 @register_model("iresnet", config=IResNetConfig, data_kinds=("image", "points"),
@@ -943,6 +946,8 @@ class IResNet(Flow):
 
     def build(self, shape):
         c = self.config
+        if c.logdet_study_examples is not None and c.logdet_study_examples < 1:
+            raise GenbenchError(f"model_config.logdet_study_examples must be >= 1 (or null), got {c.logdet_study_examples}")
         levels = 1 if shape[1] == 1 else c.levels
         stages = []
         for _ in range(levels):
@@ -980,6 +985,7 @@ class IResNet(Flow):
           Hutchinson std(n)  = sqrt(sum over blocks of 2 ||sym(A_n)||_F^2),  A_n = sum_{k<=n} (-1)^(k+1) J^k / k
         (the spread of v^T A_n v for one Gaussian probe v per block). Per n: the mean and standard error
         over the examples of the bias and of its absolute value."""
+        x = x[: self.config.logdet_study_examples]   # None: all of them
         model = copy.deepcopy(self).double().eval()
         inputs: list[tuple[InvertibleResidualBlock, torch.Tensor]] = []
         hooks = [m.register_forward_hook(lambda mod, args, out: inputs.append((mod, args[0].detach())))
