@@ -4,7 +4,7 @@
 # The run is the end-to-end pipeline test (tests/test_pipelines.py) on every run of the ci profile
 # (GENBENCH_E2E_RUNS=all): `dvc repro` builds the leaderboard, then the test checks its figures, that nothing
 # re-runs, that an edit makes exactly its stages stale, and that Snakemake re-running some of its jobs gives the
-# same numbers. (Before 2026-12-02 this script ran `dvc repro` itself and the test suite ran the same test
+# same numbers. (Before 2026-12-01 this script ran `dvc repro` itself and the test suite ran the same test
 # on five runs: the same stages twice in CI.)
 # Prints where the time went: every stage process's start-up, MLflow bookkeeping and own work
 # (logs/stage-times.jsonl, written by genbench itself), and what DVC added around them.
