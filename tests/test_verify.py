@@ -1,5 +1,5 @@
 """`genbench verify`: the comparison (pure functions, on synthetic metrics) and one end-to-end run in a
-copy of the repository on the `ci` profile (the cheapest 2-D row, `nice_ring8`)."""
+copy of the repository on the `ci` profile (a cheap 2-D row of it, `glow_ring8`)."""
 from __future__ import annotations
 
 import copy
@@ -181,7 +181,7 @@ def test_committed_cost_sums_the_seeds_stages():
 
 
 # --------------------------------------------------------------------------------------------------
-# end to end: a copy on the ci profile with nice_ring8's metrics committed
+# end to end: a copy on the ci profile with glow_ring8's metrics committed
 # --------------------------------------------------------------------------------------------------
 def git_commit(repo: Path, message: str) -> None:
     subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
@@ -203,7 +203,7 @@ def test_verify_reproduces_a_committed_2d_row_bit_for_bit(tmp_path, monkeypatch,
     repo = copy_repo(tmp_path / "repo")
     set_profile(repo, "ci")  # and no dvc.lock (here and in verify's scratch clone of this copy)
     run(["genbench", "resolve"], repo)
-    git_commit(repo, "ci profile (cpu-profile metrics of nice_ring8 still committed)")
+    git_commit(repo, "ci profile (cpu-profile metrics of glow_ring8 still committed)")
 
     # user errors: one line, exit 2, nothing run (in this process: no start-up to pay)
     monkeypatch.chdir(repo)
@@ -212,28 +212,28 @@ def test_verify_reproduces_a_committed_2d_row_bit_for_bit(tmp_path, monkeypatch,
         assert main(["verify", *args]) == 2
         return capsys.readouterr().err
 
-    assert "not in params.yaml `runs`: nope" in refused("nope", "nice_ring8")
-    assert "produced on profile 'cpu'" in refused("nice_ring8")  # the committed file is the cpu profile's
-    (repo / "metrics/nice_ring8-s0.json").unlink()
-    git_commit(repo, "no metrics for nice_ring8")
-    assert "metrics/nice_ring8-s0.json is not committed" in refused("nice_ring8")
+    assert "not in params.yaml `runs`: nope" in refused("nope", "glow_ring8")
+    assert "produced on profile 'cpu'" in refused("glow_ring8")  # the committed file is the cpu profile's
+    (repo / "metrics/glow_ring8-s0.json").unlink()
+    git_commit(repo, "no metrics for glow_ring8")
+    assert "metrics/glow_ring8-s0.json is not committed" in refused("glow_ring8")
 
     env = {**tool_env(repo), "GENBENCH_TRACKING": "off"}
-    made = subprocess.run([str(BIN / "dvc"), "repro", "evaluate@nice_ring8-0"], cwd=repo, env=env,
+    made = subprocess.run([str(BIN / "dvc"), "repro", "evaluate@glow_ring8-0"], cwd=repo, env=env,
                           capture_output=True, text=True, timeout=600)
     assert made.returncode == 0, made.stdout[-3000:] + made.stderr[-3000:]
-    git_commit(repo, "ci metrics of nice_ring8")
-    committed = json.loads((repo / "metrics/nice_ring8-s0.json").read_text())
+    git_commit(repo, "ci metrics of glow_ring8")
+    committed = json.loads((repo / "metrics/glow_ring8-s0.json").read_text())
     assert committed["profile"] == "ci"
 
-    same = verify(repo, "nice_ring8", "--out", "verify.json")
+    same = verify(repo, "glow_ring8", "--out", "verify.json")
     print(same.stdout)
     assert same.returncode == 0, same.stdout + same.stderr
     report = json.loads((repo / "verify.json").read_text())
     tiers = {row["figure"]: row["tier"] for row in report["rows"]}
     assert {"likelihood.exact.nll_nats", "likelihood.exact.kl_nats", "scores.modes.modes_covered"} <= set(tiers)
     assert set(tiers.values()) == {BIT}, tiers
-    assert report["exit_status"] == 0 and report["jobs"] == ["nice_ring8-s0"]
+    assert report["exit_status"] == 0 and report["jobs"] == ["glow_ring8-s0"]
     assert "warning" not in same.stderr  # the copy is committed: nothing unverified
 
     print(f"integration test: {time.perf_counter() - t0:.1f} s")
