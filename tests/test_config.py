@@ -27,6 +27,34 @@ def test_repository_params_are_valid_in_every_profile(tmp_path):
         assert params.jobs()
 
 
+def test_ci_profile_keeps_every_model_family_and_data_kind_it_leaves_out_runs_of(tmp_path):
+    """The `ci` profile leaves runs out to fit CI's budget, never a whole model family: each family of the
+    cpu profile keeps a run, and one with image runs keeps an image run (the convolutional path) in ci."""
+    from genbench.data import info as dataset_info
+
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+
+    def families(profile: str) -> dict[str, set[str]]:
+        path = tmp_path / f"{profile}.yaml"
+        path.write_text(yaml.safe_dump({**raw, "profile": profile}))
+        params = load(path)
+        kinds: dict[str, set[str]] = {}
+        for run, _seed in params.jobs():
+            spec = params.run(run)
+            kinds.setdefault(spec.model, set()).add(dataset_info(spec.dataset).kind)
+        return kinds
+
+    # GAN objectives whose image networks and image pipeline are SGAN's (only the loss differs): params.yaml
+    # runs them on the ring in ci
+    ring_only = {"wgan_gp", "wgan_div", "gan_qp"}
+    cpu, ci = families("cpu"), families("ci")
+    assert set(ci) == set(cpu), f"families with no ci run: {sorted(set(cpu) - set(ci))}"
+    for model, kinds in cpu.items():
+        if "image" in kinds and model not in ring_only:
+            assert "image" in ci[model], f"{model}: no image run in the ci profile"
+    assert all("image" in ci["sgan"] and "points" in ci[m] for m in ring_only)
+
+
 def test_profile_is_merged_over_the_base(tmp_path):
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     raw["profile"] = "ci"
