@@ -52,8 +52,9 @@ def test_a_profile_override_changes_only_that_runs_files():
     tweaked = stage_documents(params_with(lambda raw: raw["profiles"]["cpu"].update(
         {"runs": {"glow_ring8": {"train": {"steps": 2999}}}})))
     changed = {str(p) for p in base if base[p] != tweaked[p]}
-    # a training setting: the train stage's file only (sample and evaluate follow through its outputs)
-    assert changed == {str(resolved_path("train", "glow_ring8-s0"))}
+    # a training setting: the train stage's files only, one per seed (sample and evaluate follow through
+    # its outputs)
+    assert changed == {str(resolved_path("train", f"glow_ring8-s{seed}")) for seed in (0, 1, 2)}
 
 
 def test_defaults_are_filled_in_and_the_eval_settings_reach_only_their_stages():
@@ -78,6 +79,7 @@ def test_writing_is_incremental_and_a_changed_job_list_stops_dvc(tmp_path):
 
     def drop_run(raw):
         del raw["runs"]["nice_ring8"]
+        raw["repeat"]["runs"].remove("nice_ring8")
         for prof in raw["profiles"].values():
             (prof or {}).get("runs", {}).pop("nice_ring8", None)
             if "nice_ring8" in (prof or {}).get("leave_out", []):
