@@ -410,9 +410,23 @@ def from_raw(raw: dict, source: str = "params.yaml", *, check_data: bool = False
             continue
         _, trial = _checked(deep_merge(raw, override or {}), repo, False)
         problems.extend(f"(profile {pname}) {p}" for p in trial if p not in problems)
+    problems.extend(dead_overrides(raw["profiles"]))
     if problems:
         raise GenbenchError(_format(problems, source))
     return params
+
+
+def dead_overrides(profiles: dict) -> list[str]:
+    """A profile's override of a run it also leaves out never applies: dead configuration, and usually a
+    mistake (a run meant to stay, or an override left behind), so it is refused by name."""
+    problems = []
+    for pname, override in profiles.items():
+        runs, leave_out = (override or {}).get("runs"), (override or {}).get("leave_out")
+        if isinstance(runs, dict) and isinstance(leave_out, list):
+            problems.extend(f"profiles.{pname}.runs.{name}: overrides a run that profiles.{pname}.leave_out "
+                            f"leaves out (it never applies); remove the override or the leave_out entry"
+                            for name in runs if name in leave_out)
+    return problems
 
 
 def _checked(merged: dict, repo: Path, check_data: bool) -> tuple[Params, list[str]]:
