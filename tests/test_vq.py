@@ -99,6 +99,55 @@ def test_vq_ema_update_against_its_definition():
     torch.testing.assert_close(vq.codebook, (0.9 * sum0 + 0.1 * s) / smoothed[:, None])
 
 
+def test_vq_data_init_puts_every_code_on_an_encoder_output_and_random_codes_far_from_the_data_die():
+    # encoder outputs far from the origin, where N(0, I/d) codes start: the nearest-code map then uses
+    # few codes, while codes drawn from the outputs themselves are each nearest to at least their own output
+    z = 3.0 + 0.1 * torch.randn(4, 2, 8, 8, generator=torch.Generator().manual_seed(1))
+    flat = z.permute(0, 2, 3, 1).reshape(-1, 2)
+    torch.manual_seed(0)
+    random_init = VectorQuantizer(size=64, dim=2, decay=0.99, commitment=0.25)
+    data_init = VectorQuantizer(size=64, dim=2, decay=0.99, commitment=0.25)
+    data_init.init_from_data(z, torch.Generator().manual_seed(2))
+    assert bool(data_init.initialised) and not bool(random_init.initialised)
+    rows = {tuple(r.tolist()) for r in flat}
+    assert all(tuple(c.tolist()) in rows for c in data_init.codebook)          # each code is one of the outputs
+    assert len({tuple(c.tolist()) for c in data_init.codebook}) == 64          # drawn without replacement
+    torch.testing.assert_close(data_init.ema_sum, data_init.codebook)
+    torch.testing.assert_close(data_init.ema_count, torch.ones(64))
+    assert len(torch.unique(data_init.indices(z))) == 64
+    assert len(torch.unique(random_init.indices(z))) <= 8
+    # fewer outputs than codes: drawn with replacement, jittered apart
+    small = VectorQuantizer(size=300, dim=2, decay=0.99, commitment=0.25)
+    small.init_from_data(z, torch.Generator().manual_seed(3))
+    assert len({tuple(c.tolist()) for c in small.codebook}) == 300
+    assert float(torch.cdist(small.codebook, flat).min(1).values.max()) < 0.05
+
+
+@pytest.mark.parametrize("init", ["data", "random"])
+def test_the_codebook_is_initialised_from_data_once_and_the_flag_survives_a_checkpoint(init):
+    config = {"quantizer": "vq", "codebook_size": 16, "code_dim": 2, "hidden": 8, "res_blocks": 1,
+              "ae_steps": 5, "prior_width": 16, "prior_layers": 1, "prior_heads": 2, "codebook_init": init}
+    torch.manual_seed(0)
+    model = build_model("codebook", config, (1, 8, 8))
+    opt = Optimization(model.configure_optimizers(1e-2, 0.0), None, None)
+    x = torch.randint(0, 256, (16, 1, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(7))
+    calls = []
+    original = model.quantizer.init_from_data
+    model.quantizer.init_from_data = lambda z, g: (calls.append(1), original(z, g))
+    model.training_step(x, 0, opt, torch.Generator().manual_seed(8))
+    model.training_step(x, 1, opt, torch.Generator().manual_seed(8))
+    assert len(calls) == (1 if init == "data" else 0)
+    state = model.state_dict()
+    assert bool(state["quantizer.initialised"]) == (init == "data")
+    torch.manual_seed(1)
+    resumed = build_model("codebook", config, (1, 8, 8))
+    resumed.load_state_dict(state)
+    resumed.quantizer.init_from_data = lambda z, g: calls.append(1)
+    resumed.training_step(x, 2, Optimization(resumed.configure_optimizers(1e-2, 0.0), None, None),
+                          torch.Generator().manual_seed(8))
+    assert len(calls) == (1 if init == "data" else 0)   # a resumed run does not initialise again
+
+
 def test_the_prior_is_causal_and_a_distribution():
     torch.manual_seed(0)
     prior = CodePrior(codes=7, length=6, width=16, layers=2, heads=2).eval()
