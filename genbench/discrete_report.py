@@ -186,10 +186,13 @@ def codebook_sections(params) -> tuple[list[str], list[dict[str, Any]]]:
         rows.append(row)
     if not rows:
         return [], rows
-    fid_cols = [k for k in rows[0] if k.startswith(("recon_fid[", "sample_fid[")) and not k.endswith(("_std", "_seeds"))]
+    # each dataset's own classifier ruler: the columns are the union over the rows (a row lacks the others')
+    fid_cols = sorted({k for r in rows for k in r if k.startswith(("recon_fid[", "sample_fid["))
+                       and not k.endswith(("_std", "_seeds"))}, key=lambda k: (k.startswith("sample"), k))
     md = ["## Discrete codebooks: VQ-VAE against FSQ", "",
           "The same convolutional autoencoder (to a 7 x 7 grid of codes) with a VQ codebook (nearest neighbour, "
-          "commitment 0.25, EMA updates; van den Oord et al. 2017) or finite scalar quantization (Mentzer et al. "
+          "commitment 0.25, EMA updates; van den Oord et al. 2017; the codes start at encoder outputs of the first "
+          "batch) or finite scalar quantization (Mentzer et al. "
           "2024) of about the same size; then a causal transformer prior over the code grid, whose samples are "
           f"decoded. On the test split (n = {rows[0]['n']}): usage = % of the codebook used, perplexity = exp of the "
           "codes' entropy, reconstruction MSE per [0, 1] pixel, the prior's NLL of the test codes (nats per image), "

@@ -180,9 +180,18 @@ def test_discrete_latent_claims_and_sections_read_their_studies(tmp_path, monkey
                     "n": 10000, "codes": 1000 if quantizer == "fsq" else 1024, "quantizer": quantizer,
                     "usage_percent": usage, "perplexity": 500.0, "perplexity_fraction": 0.5,
                     "reconstruction_mse": {"mean": mse, "stderr": 1e-4}, "prior_nll_nats": {"mean": 80.0, "stderr": 0.5}}}})
-    spec = lambda model, **cfg: SimpleNamespace(model=model, dataset="mnist", model_config=cfg)  # noqa: E731
+    # a Fashion-MNIST run is scored by its own dataset's classifier: the section shows that column too
+    fashion = {**protocol, "extractor": "classifier-fashion_mnist"}
+    write_json(tmp_path / "metrics" / "vq1024_fashion-s0.json", {
+        "status": "completed", "scores": {"classifier": {**score(40.0), "protocol": fashion}},
+        "reconstruction": {"classifier": {**score(7.0), "protocol": fashion}}, "studies": {"codebook": {
+            "n": 10000, "codes": 1024, "quantizer": "vq", "usage_percent": 50.0, "perplexity": 300.0,
+            "perplexity_fraction": 0.3, "reconstruction_mse": {"mean": 0.02, "stderr": 1e-4},
+            "prior_nll_nats": {"mean": 90.0, "stderr": 0.5}}}})
+    spec = lambda model, dataset="mnist", **cfg: SimpleNamespace(model=model, dataset=dataset, model_config=cfg)  # noqa: E731
     runs = {"catvae_gs_mnist": spec("catvae", estimator="gs"), "catvae_sf_mnist": spec("catvae", estimator="sf"),
-            "fsq1000_mnist": spec("codebook"), "vq1024_mnist": spec("codebook")}
+            "fsq1000_mnist": spec("codebook"), "vq1024_mnist": spec("codebook"),
+            "vq1024_fashion": spec("codebook", "fashion_mnist")}
     params = SimpleNamespace(runs=runs, seeds=[0], repeat=SimpleNamespace(seeds=[1, 2], runs=list(runs)),
                              eval=SimpleNamespace(extractors={"classifier": None}), theory={})
     _, table = claims_table(params)
@@ -198,9 +207,14 @@ def test_discrete_latent_claims_and_sections_read_their_studies(tmp_path, monkey
     assert bound["catvae_gs_mnist"]["neg_elbo_nats"] == pytest.approx(101.0) and \
         bound["catvae_gs_mnist"]["published_neg_elbo"] == 101.5
     assert len([r for r in rows if r["table"] == "study" and r["run"] == "catvae_gs_mnist"]) == 6
-    _, rows = codebook_sections(params)
-    assert {r["run"]: round(r["usage_percent"], 2) for r in rows} == {"fsq1000_mnist": 99.1, "vq1024_mnist": 65.0}
+    md, rows = codebook_sections(params)
+    assert {r["run"]: round(r["usage_percent"], 2) for r in rows} == {"fsq1000_mnist": 99.1, "vq1024_mnist": 65.0,
+                                                                      "vq1024_fashion": 50.0}
     assert rows[0]["recon_fid[classifier-mnist]"] == 5.0 and rows[0]["sample_fid[classifier-mnist]"] == 30.0
+    header = next(line for line in md if line.startswith("| run |")).split(" | ")
+    fashion_row = next(line for line in md if line.startswith("| vq1024_fashion |")).split(" | ")
+    assert fashion_row[header.index("recon_fid[classifier-fashion_mnist]")] == "7.0"
+    assert fashion_row[header.index("recon_fid[classifier-mnist]")] == "—"
 
 
 def test_representation_claims_and_section_read_the_probe_figures(tmp_path, monkeypatch):
