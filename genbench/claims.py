@@ -355,22 +355,32 @@ def rate_distortion_claims(params) -> list[Claim]:
     return out
 
 
+def configured_codes(spec) -> tuple[str, int]:
+    """A codebook run's quantizer and codebook size as its configuration sets them (genbench.models.vq)."""
+    from genbench.models.vq import CodebookConfig
+    cfg = CodebookConfig(**spec.model_config)
+    return cfg.quantizer, math.prod(cfg.levels or [8, 5, 5, 5]) if cfg.quantizer == "fsq" else cfg.codebook_size
+
+
 def codebook_claims(params) -> list[Claim]:
-    """FSQ against the VQ run of the nearest codebook size on the same dataset: FSQ uses more of its codebook
-    (test usage %), and reconstructs no worse (test MSE: "inconclusive" reads as "similar"); >= 3 seeds a side."""
+    """FSQ against the VQ run of the nearest configured codebook size on the same dataset (chosen among the
+    profile's runs, not among those that have run: a rival still pending leaves the claim out rather than
+    pairing FSQ with a size it was not matched with): FSQ uses more of its codebook (test usage %), and
+    reconstructs no worse (test MSE: "inconclusive" reads as "similar"); >= 3 seeds a side."""
     runs = [(run, spec) for run, spec in params.runs.items() if spec.model == "codebook"]
     out: list[Claim] = []
     source = "Mentzer et al. 2024 (FSQ), sec. 4: ~100 % codebook usage against ~81 % for VQ, similar reconstruction"
     for run, spec in runs:
-        fsq = [m["studies"]["codebook"] for m in _metrics(params, run) if "codebook" in m.get("studies", {})]
-        if not fsq or fsq[0]["quantizer"] != "fsq":
+        quantizer, codes = configured_codes(spec)
+        vq_runs = [(r, configured_codes(s)[1]) for r, s in runs
+                   if s.dataset == spec.dataset and configured_codes(s)[0] == "vq"]
+        if quantizer != "fsq" or not vq_runs:
             continue
-        rivals = [(r, [m["studies"]["codebook"] for m in _metrics(params, r) if "codebook" in m.get("studies", {})])
-                  for r, s in runs if s.dataset == spec.dataset and r != run]
-        rivals = [(r, st) for r, st in rivals if st and st[0]["quantizer"] == "vq"]
-        if not rivals:
+        rival = min(vq_runs, key=lambda item: abs(math.log(item[1] / codes)))[0]
+        fsq, vq = ([m["studies"]["codebook"] for m in _metrics(params, r) if "codebook" in m.get("studies", {})]
+                   for r in (run, rival))
+        if not fsq or not vq:
             continue
-        rival, vq = min(rivals, key=lambda item: abs(math.log(item[1][0]["codes"] / fsq[0]["codes"])))
 
         def fig(label: str, studies: list[dict], key: str) -> Figure:
             values = [(s[key], None) if not isinstance(s[key], dict) else (s[key]["mean"], s[key]["stderr"])

@@ -173,11 +173,13 @@ def test_discrete_latent_claims_and_sections_read_their_studies(tmp_path, monkey
                                   "iwae": {"nll_nats": elbo - 4, "stderr": 0.3, "n": 10000, "k": 100}, "binarize_seed": 0},
                     "estimator_study": {"rows": study_rows(0.5 + 0.05 * seed), "trained_with": est}}})
         for run, quantizer, usage, mse in (("fsq1000_mnist", "fsq", 99.0 + 0.1 * seed, 0.010 + 0.001 * seed),
-                                           ("vq1024_mnist", "vq", 60.0 + 5 * seed, 0.011 - 0.001 * seed)):
+                                           ("vq1024_mnist", "vq", 60.0 + 5 * seed, 0.011 - 0.001 * seed),
+                                           ("fsq4375_mnist", "fsq", 90.0, 0.009)):
             write_json(tmp_path / "metrics" / f"{run}-s{seed}.json", {
                 "status": "completed", "scores": {"classifier": score(30.0)},
                 "reconstruction": {"classifier": score(5.0)}, "studies": {"codebook": {
-                    "n": 10000, "codes": 1000 if quantizer == "fsq" else 1024, "quantizer": quantizer,
+                    "n": 10000, "codes": {"fsq1000_mnist": 1000, "fsq4375_mnist": 4375}.get(run, 1024),
+                    "quantizer": quantizer,
                     "usage_percent": usage, "perplexity": 500.0, "perplexity_fraction": 0.5,
                     "reconstruction_mse": {"mean": mse, "stderr": 1e-4}, "prior_nll_nats": {"mean": 80.0, "stderr": 0.5}}}})
     # a Fashion-MNIST run is scored by its own dataset's classifier: the section shows that column too
@@ -190,8 +192,12 @@ def test_discrete_latent_claims_and_sections_read_their_studies(tmp_path, monkey
             "prior_nll_nats": {"mean": 90.0, "stderr": 0.5}}}})
     spec = lambda model, dataset="mnist", **cfg: SimpleNamespace(model=model, dataset=dataset, model_config=cfg)  # noqa: E731
     runs = {"catvae_gs_mnist": spec("catvae", estimator="gs"), "catvae_sf_mnist": spec("catvae", estimator="sf"),
-            "fsq1000_mnist": spec("codebook"), "vq1024_mnist": spec("codebook"),
-            "vq1024_fashion": spec("codebook", "fashion_mnist")}
+            "fsq1000_mnist": spec("codebook", levels=[8, 5, 5, 5]),
+            "vq1024_mnist": spec("codebook", quantizer="vq", codebook_size=1024),
+            "vq1024_fashion": spec("codebook", "fashion_mnist", quantizer="vq", codebook_size=1024),
+            # the larger pair, its VQ side not run yet: FSQ's 4375 codes must not be compared with VQ's 1024
+            "fsq4375_mnist": spec("codebook", levels=[7, 5, 5, 5, 5]),
+            "vq4096_mnist": spec("codebook", quantizer="vq", codebook_size=4096)}
     params = SimpleNamespace(runs=runs, seeds=[0], repeat=SimpleNamespace(seeds=[1, 2], runs=list(runs)),
                              eval=SimpleNamespace(extractors={"classifier": None}), theory={})
     _, table = claims_table(params)
@@ -202,6 +208,7 @@ def test_discrete_latent_claims_and_sections_read_their_studies(tmp_path, monkey
     assert len(tau_rows) == 2 and all(r["verdict"] == "holds" for r in tau_rows)   # squared bias falls, variance grows
     assert by["FSQ uses more of its codebook than VQ"]["verdict"] == "holds"
     assert by["FSQ reconstructs at least as well as VQ"]["verdict"] == "inconclusive at this n"
+    assert [r["claim"] for r in table if "4375" in r["claim"] or "4096" in r["claim"]] == []
     _, rows = catvae_sections(params)
     bound = {r["run"]: r for r in rows if r["table"] == "bound"}
     assert bound["catvae_gs_mnist"]["neg_elbo_nats"] == pytest.approx(101.0) and \
@@ -209,7 +216,7 @@ def test_discrete_latent_claims_and_sections_read_their_studies(tmp_path, monkey
     assert len([r for r in rows if r["table"] == "study" and r["run"] == "catvae_gs_mnist"]) == 6
     md, rows = codebook_sections(params)
     assert {r["run"]: round(r["usage_percent"], 2) for r in rows} == {"fsq1000_mnist": 99.1, "vq1024_mnist": 65.0,
-                                                                      "vq1024_fashion": 50.0}
+                                                                      "vq1024_fashion": 50.0, "fsq4375_mnist": 90.0}
     assert rows[0]["recon_fid[classifier-mnist]"] == 5.0 and rows[0]["sample_fid[classifier-mnist]"] == 30.0
     header = next(line for line in md if line.startswith("| run |")).split(" | ")
     fashion_row = next(line for line in md if line.startswith("| vq1024_fashion |")).split(" | ")
