@@ -432,6 +432,9 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--max-minutes", type=float, default=None, metavar="M",
                         help="without RUNs: only the 2-D runs whose committed seeds took at most M minutes in all "
                              "(train + sample + evaluate, from their metrics files); CI's time budget")
+    verify.add_argument("--seeds", type=int, nargs="+", default=None, metavar="SEED",
+                        help="re-run only these seeds of each run (default: all its committed seeds); the "
+                             "interval still comes from every committed seed, and --max-minutes counts these")
     verify.add_argument("--k", type=float, default=3.0,
                         help="interval half-width: K x std over >= 3 committed seeds (training noise), else "
                              "K x the figure's own stderr (test-set noise) (default 3)")

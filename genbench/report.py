@@ -309,9 +309,10 @@ def write_curves(params, out_dir: Path) -> dict[str, Path]:
 
 def sample_figures(run: str, seed: int, figures: Path) -> tuple[list[tuple[str, Path]], bool]:
     """[(figure name, file under figures/)] of a job, copied from samples/<job>/*.png; when the job's
-    samples are not in this workspace, the files of the last report are kept. Returns (figures, kept)."""
+    samples are not in this workspace, the files of the last report are kept. Returns (figures, kept), the
+    figures in name order either way (a page lists them alike in every workspace)."""
     job = job_name(run, seed)
-    sources = sorted(samples_dir(run, seed).glob("*.png"))
+    sources = list(samples_dir(run, seed).glob("*.png"))
     if not sources:
         kept = [*figures.glob(f"{job}.png"), *figures.glob(f"{job}-*.png")]
         return sorted(((p.stem[len(job) + 1:] or "grid", p) for p in kept), key=lambda item: item[0]), bool(kept)
@@ -320,7 +321,7 @@ def sample_figures(run: str, seed: int, figures: Path) -> tuple[list[tuple[str, 
         dest = figures / f"{job}{'' if figure.stem == 'grid' else '-' + figure.stem}.png"
         shutil.copyfile(figure, dest)
         out.append((figure.stem, dest))
-    return out, False
+    return sorted(out, key=lambda item: item[0]), False
 
 
 def plot_curves(curves: dict[str, Path], path: Path) -> None:

@@ -211,12 +211,13 @@ def tier_label(tier: str, interval: Interval | None, n_seeds: int, committed: fl
 
 
 def compare_run(run: str, committed: dict[int, dict[str, Any]], reproduced: dict[int, dict[str, Any]],
-                k: float = K_DEFAULT) -> list[Row]:
-    """One row per (seed, figure): the committed metrics of every committed seed of `run` against the
-    reproduced metrics of the same seeds."""
+                k: float = K_DEFAULT, seeds: list[int] | None = None) -> list[Row]:
+    """One row per (seed, figure): the committed metrics of each seed in `seeds` (default: every committed
+    seed of `run`) against the reproduced metrics of the same seed. The interval of a figure comes from
+    every committed seed, re-run or not."""
     committed_figures = {seed: figures(m) for seed, m in committed.items()}
     rows = []
-    for seed in sorted(committed):
+    for seed in sorted(committed if seeds is None else seeds):
         ours, theirs = committed_figures[seed], figures(reproduced.get(seed) or {})
         stderrs = own_stderrs(committed[seed])
         for name in list(ours) + [n for n in theirs if n not in ours]:
@@ -280,7 +281,7 @@ def select_runs(runs: dict[str, str], names: list[str], sample: int | None, rota
     why = "the runs named" if names else "the 2-D toy runs (datasets toy_*) of the profile"
     if max_seconds is not None and not names:
         cheap = [r for r in chosen if (costs or {}).get(r, math.inf) <= max_seconds]
-        why += f", the {len(cheap)} of {len(chosen)} whose committed seeds took <= {max_seconds:.0f} s"
+        why += f", the {len(cheap)} of {len(chosen)} whose committed seeds (those re-run) took <= {max_seconds:.0f} s"
         chosen = cheap
     if not chosen:
         raise GenbenchError("no run to verify: the profile has no 2-D toy run within the limit; name the runs")
@@ -396,17 +397,24 @@ def main(args) -> int:
     try:
         _git(root, "clone", "--quiet", str(root), str(clone))
         params = load(clone / "params.yaml")  # HEAD's: what `dvc repro` in the clone reads
-        costs = {}
+        wanted = None if args.seeds is None else set(args.seeds)
+        costs = {}  # of the seeds that would be re-run
         for name in params.runs:
-            files = [clone / metrics_path(r, seed) for r, seed in params.jobs() if r == name]
+            files = [clone / metrics_path(r, seed) for r, seed in params.jobs()
+                     if r == name and (wanted is None or seed in wanted)]
             if files and all(f.is_file() for f in files):
                 costs[name] = committed_cost_s([_read_metrics(f) for f in files])
         max_seconds = None if args.max_minutes is None else 60.0 * args.max_minutes
         runs, why = select_runs({name: spec.dataset for name, spec in params.runs.items()}, args.runs,
                                 args.sample, rotation, costs, max_seconds)
-        jobs = [(run, seed) for run in runs for run_, seed in params.jobs() if run_ == run]
+        all_jobs = [(run, seed) for run in runs for run_, seed in params.jobs() if run_ == run]
+        jobs = [(run, seed) for run, seed in all_jobs if wanted is None or seed in wanted]
+        missing = [run for run in runs if not any(r == run for r, _ in jobs)]
+        if missing:
+            raise GenbenchError(f"--seeds {' '.join(map(str, args.seeds))}: {', '.join(missing)} has no such seed "
+                                "in the profile; name seeds it has (params.yaml `seeds`, `repeat`)")
         committed: dict[str, dict[int, dict[str, Any]]] = {}
-        for run, seed in jobs:
+        for run, seed in all_jobs:  # every committed seed gives the interval; `jobs` are re-run
             path = clone / metrics_path(run, seed)
             if not path.is_file():
                 raise GenbenchError(f"{metrics_path(run, seed)} is not committed (HEAD {head[:12]}): "
@@ -438,7 +446,9 @@ def main(args) -> int:
         notes: list[str] = []
         for run in runs:
             reproduced = {}
-            for seed, old in committed[run].items():
+            seeds = [seed for r, seed in jobs if r == run]
+            for seed in seeds:
+                old = committed[run][seed]
                 path = clone / metrics_path(run, seed)
                 if not path.is_file():
                     raise GenbenchError(f"dvc repro did not write {metrics_path(run, seed)} in {clone}")
@@ -449,7 +459,7 @@ def main(args) -> int:
                                  f"(code_version {old['code_version']})")
                 if old.get("status") != new.get("status"):
                     notes.append(f"{run}-s{seed}: committed status {old.get('status')}, reproduced {new.get('status')}")
-            rows += compare_run(run, committed[run], reproduced, args.k)
+            rows += compare_run(run, committed[run], reproduced, args.k, seeds)
     except BaseException:
         keep = keep or started  # a failed reproduction keeps its clone to look into
         raise

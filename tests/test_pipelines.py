@@ -675,7 +675,7 @@ def test_report_keeps_figures_and_curves_of_jobs_whose_outputs_are_not_in_the_wo
     (tmp_path / "runs" / "a-s0").mkdir(parents=True)
     (tmp_path / "runs" / "a-s0" / "stats.jsonl").write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "loss": 1.5}\n')
     (tmp_path / "samples" / "a-s0").mkdir(parents=True)
-    for name in ("grid", "scatter"):
+    for name in ("grid", "grid-hubness", "scatter"):  # "grid-hubness.png" sorts before "grid.png" as a file name
         (tmp_path / "samples" / "a-s0" / f"{name}.png").write_bytes(name.encode())
     curves, figures = tmp_path / "reports" / "curves", tmp_path / "reports" / "figures"
     figures.mkdir(parents=True)
@@ -684,7 +684,8 @@ def test_report_keeps_figures_and_curves_of_jobs_whose_outputs_are_not_in_the_wo
     first = write_curves(params, curves)
     made, kept = sample_figures("a", 0, figures)
     assert set(first) == {"a-s0"} and not kept
-    assert [(n, p.name) for n, p in made] == [("grid", "a-s0.png"), ("scatter", "a-s0-scatter.png")]
+    assert [(n, p.name) for n, p in made] == [("grid", "a-s0.png"), ("grid-hubness", "a-s0-grid-hubness.png"),
+                                              ("scatter", "a-s0-scatter.png")]
     csv = first["a-s0"].read_text()
 
     shutil.rmtree(tmp_path / "runs")

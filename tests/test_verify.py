@@ -101,6 +101,23 @@ def test_three_seeds_give_an_interval_of_training_noise():
     assert narrow[(0, "scores.classifier.fid")].interval == [pytest.approx(mean - std), pytest.approx(mean + std)]
 
 
+def test_re_running_one_seed_is_judged_by_the_interval_of_every_committed_seed():
+    """`verify --seeds 0` (CI's cheap sample): only seed 0 comes back, its interval is still the 3 seeds'."""
+    fids = {0: 10.0, 1: 12.0, 2: 11.5}
+    committed = {seed: image_gan(fid, seed) for seed, fid in fids.items()}
+    mean = sum(fids.values()) / 3
+    std = math.sqrt(sum((v - mean) ** 2 for v in fids.values()) / 2)
+    reproduced = {0: copy.deepcopy(committed[0])}
+    reproduced[0]["scores"]["classifier"]["fid"] = mean + 2.9 * std   # inside the 3-seed interval, far from seed 0
+    rows = compare_run("gan", committed, reproduced, seeds=[0])
+    assert rows and {r.seed for r in rows} == {0}
+    fid = next(r for r in rows if r.figure == "scores.classifier.fid")
+    assert fid.tier == WITHIN and fid.interval == [pytest.approx(mean - 3 * std), pytest.approx(mean + 3 * std)]
+    assert exit_status(rows) == 0
+    # without `seeds` the seeds that were not re-run would count as missing figures
+    assert exit_status(compare_run("gan", committed, reproduced)) == 1
+
+
 def test_a_single_seed_figure_with_its_own_stderr_gets_a_test_set_noise_interval():
     committed = {0: toy_flow(nll=-0.55, stderr=0.008)}
     near, far = toy_flow(nll=-0.55 + 0.02), toy_flow(nll=-0.55 + 0.03)  # 3 x 0.008 = 0.024
@@ -213,6 +230,7 @@ def test_verify_reproduces_a_committed_2d_row_bit_for_bit(tmp_path, monkeypatch,
         return capsys.readouterr().err
 
     assert "not in params.yaml `runs`: nope" in refused("nope", "glow_ring8")
+    assert "glow_ring8 has no such seed" in refused("glow_ring8", "--seeds", "7")
     assert "produced on profile 'cpu'" in refused("glow_ring8")  # the committed file is the cpu profile's
     (repo / "metrics/glow_ring8-s0.json").unlink()
     git_commit(repo, "no metrics for glow_ring8")
