@@ -359,7 +359,7 @@ def configured_codes(spec) -> tuple[str, int]:
     """A codebook run's quantizer and codebook size as its configuration sets them (genbench.models.vq)."""
     from genbench.models.vq import CodebookConfig
     cfg = CodebookConfig(**spec.model_config)
-    return cfg.quantizer, math.prod(cfg.levels or [8, 5, 5, 5]) if cfg.quantizer == "fsq" else cfg.codebook_size
+    return cfg.quantizer, cfg.codes
 
 
 def codebook_claims(params) -> list[Claim]:

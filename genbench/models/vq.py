@@ -223,10 +223,13 @@ class CodePrior(nn.Module):
         return torch.cat(out, 1)
 
 
+DEFAULT_FSQ_LEVELS = (8, 5, 5, 5)   # 1000 codes, matched with VQ's K = 1024 (Mentzer et al. 2024, Table 1)
+
+
 @dataclass
 class CodebookConfig:
     quantizer: Literal["vq", "fsq"] = "fsq"
-    levels: list[int] | None = None   # fsq: levels per channel (None: [8, 5, 5, 5], 1000 codes)
+    levels: list[int] | None = None   # fsq: levels per channel (None: DEFAULT_FSQ_LEVELS)
     codebook_size: int = 1024         # vq: K
     code_dim: int = 16                # vq: the code vectors' dimension
     codebook_init: Literal["data", "random"] = "data"   # vq: first batch's encoder outputs, or N(0, I/d)
@@ -239,6 +242,15 @@ class CodebookConfig:
     prior_layers: int = 2
     prior_heads: int = 4
     sample_temperature: float = 1.0
+
+    @property
+    def fsq_levels(self) -> list[int]:
+        return list(self.levels or DEFAULT_FSQ_LEVELS)
+
+    @property
+    def codes(self) -> int:
+        """The codebook's size as configured: prod(levels) for FSQ, K for VQ."""
+        return math.prod(self.fsq_levels) if self.quantizer == "fsq" else self.codebook_size
 
 
 @register_model("codebook", config=CodebookConfig, data_kinds=("image",),
@@ -258,7 +270,7 @@ class CodebookAutoencoder(GenerativeModel):
             self.quantizer: VectorQuantizer | FiniteScalarQuantizer = VectorQuantizer(
                 config.codebook_size, config.code_dim, config.ema_decay, config.commitment)
         else:
-            self.quantizer = FiniteScalarQuantizer(list(config.levels or [8, 5, 5, 5]))
+            self.quantizer = FiniteScalarQuantizer(config.fsq_levels)
         self.encoder = encoder(c, config.hidden, config.res_blocks, self.quantizer.dim)
         self.decoder = decoder(self.quantizer.dim, config.hidden, config.res_blocks, c)
         self.grid = (h // 4, w // 4)
