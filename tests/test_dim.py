@@ -2,6 +2,7 @@
 (genbench/metrics/probe.py) and the representation runs' stages (genbench/representation.py)."""
 from __future__ import annotations
 
+import copy
 import json
 import math
 
@@ -211,6 +212,32 @@ def test_each_objective_is_finite_and_falls(objective, estimator):
     assert sum(losses[-8:]) < sum(losses[:8]), losses
     if objective in ("local", "global"):
         assert "prior_d_loss" in out and math.isfinite(float(m.validation_loss((data[:8], labels[:8]), g)[0]))
+
+
+def test_prior_discriminator_update_carries_the_zero_centred_gradient_penalty():
+    """D's loss adds prior_penalty * mean ||grad_v D(v)||^2 over the prior draws and the features (the authors'
+    code's penalty): recomputed here by brute force, one Jacobian per point, with D as it was before its step."""
+    from torch.autograd.functional import jacobian
+
+    m = tiny_model("global", prior_penalty=2.5)
+    critic = copy.deepcopy(m.prior_critic)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (8, 1, 16, 16), dtype=torch.uint8, generator=g)
+    with torch.no_grad():
+        y = torch.sigmoid(m.encode(x)[1])
+    state = g.get_state()  # the global objective draws nothing before the prior samples
+    opt = Optimization(m.configure_optimizers(1e-3, 0.0), None, None)
+    out = m.training_step((x, torch.zeros(8, dtype=torch.long)), 0, opt, g)
+    prior = torch.rand(y.shape, generator=torch.Generator().set_state(state))
+    squared = [jacobian(lambda v: critic(v[None])[0, 0], point).pow(2).sum() for point in torch.cat([prior, y])]
+    assert float(out["prior_penalty"]) == pytest.approx(2.5 * float(torch.stack(squared).mean()), rel=1e-5)
+    assert float(out["prior_penalty"]) > 0
+    m0 = tiny_model("global", prior_penalty=0.0)
+    out0 = m0.training_step((x, torch.zeros(8, dtype=torch.long)), 0,
+                            Optimization(m0.configure_optimizers(1e-3, 0.0), None, None), torch.Generator())
+    assert float(out0["prior_penalty"]) == 0.0
+    with pytest.raises(GenbenchError, match="prior_penalty must be >= 0"):
+        tiny_model("global", prior_penalty=-1.0)
 
 
 def test_random_leaves_the_weights_at_their_seeded_init():
