@@ -24,7 +24,9 @@ between two trained models (DIM against a supervised encoder) needs >= 3 seeds a
 A claim between two trained models depends on training randomness: with fewer than 3 seeds per side it is
 "inconclusive: N seed(s), needs >= 3" whatever the sampling noise says (the row still shows how many
 sampling-noise standard errors apart the figures are). A claim between two samplers or bounds of the same
-network needs no seeds. Compared figures must share n and reference set, or the row says they do not.
+network needs no seeds. Compared figures must share n and reference set, or the row says they do not. A
+reference set is what determines it (`reference_set`): its split, its size and the extractor's weights, not
+the bytes of its feature file, which also record the CPU's float kernels.
 """
 from __future__ import annotations
 
@@ -171,8 +173,19 @@ def sample_figure(params, run: str, extractor: str, key: str, label: str, varian
     s0 = found[0]
     informative = key == "kid_mean" and s0.get("kid_subset_size", 0) < s0["protocol"]["n_gen"]
     values = [(s[key], s["kid_std"] if informative else None) for s in found]
-    return _combine(label, values, "KID subsets", s0["protocol"]["n_gen"],
-                    f"{s0['protocol']['reference_split']} {s0['protocol'].get('reference_sha256', '')[:12]}")
+    return _combine(label, values, "KID subsets", s0["protocol"]["n_gen"], reference_set(s0["protocol"]))
+
+
+def reference_set(protocol: dict[str, Any]) -> str:
+    """The reference set of a score: split, size and extractor weights (what the refstats stage reads).
+    Not the feature file's hash (`reference_sha256`, kept in the protocol as provenance): the same images and
+    weights give features that differ in their last bits from one CPU's float kernels to another's (the
+    committed MNIST references were made on an AVX-512 machine, this suite's GLANN rows on an AVX2 one).
+    Measured on MNIST's classifier reference: oneDNN's SSE4.1 kernels against its AVX2 ones changed 18.6 % of
+    the feature values by at most 1.7e-7 relative, GLANN's FID[classifier] by 1e-6 (141.722042 -> .722043) and
+    its KID by 2e-5 (681 +- 105), precision and recall not at all: far inside any seed's noise."""
+    return (f"{protocol['reference_split']} n={protocol.get('n_ref', '?')} "
+            f"weights {protocol.get('weights_sha256', '?')[:12]}")
 
 
 # --------------------------------------------------------------------------------------------------

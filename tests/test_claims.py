@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from genbench.claims import MIN_SEEDS, Z, Claim, Figure, claims_table, verdict
+from genbench.claims import MIN_SEEDS, Z, Claim, Figure, claims_table, reference_set, verdict
 from genbench.io import write_json
 
 
@@ -87,6 +87,18 @@ def test_two_trained_models_need_three_seeds_and_no_interval_is_inconclusive():
     assert verdict(far)[0] == f"inconclusive: 1 seed(s), needs >= {MIN_SEEDS}"
     assert verdict(Claim("a < b", "t", fig(1.0, None), fig(5.0, None), needs_seeds=False))[0] == \
         "inconclusive: no interval"
+
+
+def test_reference_set_is_what_determines_it_not_the_feature_file_bytes():
+    """Two scores against the same split, size and extractor weights compare, whatever CPU wrote the reference
+    features (their file hash differs in its last bits); another split, size or extractor does not."""
+    base = {"reference_split": "test", "n_ref": 10000, "weights_sha256": "ab" * 32, "reference_sha256": "cd" * 32}
+    assert reference_set(base) == reference_set({**base, "reference_sha256": "ef" * 32})
+    for key, other in (("weights_sha256", "12" * 32), ("n_ref", 1000), ("reference_split", "val")):
+        assert reference_set(base) != reference_set({**base, key: other})
+    a, b = fig(10.0, 0.1, reference=reference_set(base)), fig(12.0, 0.1, reference=reference_set({**base, "n_ref": 1000}))
+    assert verdict(Claim("a lower", "x", a, b))[0].startswith("not comparable: reference")
+    assert not verdict(Claim("a lower", "x", a, fig(12.0, 0.1, reference=reference_set(base))))[0].startswith("not")
 
 
 def test_table_from_metrics_files_uses_the_seeds_std_and_refuses_a_kid_std_of_the_whole_set(tmp_path, monkeypatch):
