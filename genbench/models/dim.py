@@ -22,8 +22,7 @@ mismatched ones (another image of the batch):
                    samples and the features, weight `prior_penalty` (1, as in the authors' code, rdevon/DIM): the
                    paper does not state it, and without it D separated the features from the prior within 20
                    steps and the encoder, pushed by its saturated verdicts, let the JSD estimate sit at its
-                   no-information value -2 log 2 in 4 of 5 runs (measured 2026-12-02; InfoNCE's larger gradient
-                   outran it).
+                   no-information value -2 log 2 in 4 of 5 runs (measured 2026-12-02).
 
 Critics: separable ("encoder-and-dot", as in the paper's local architecture), so all N x N pairs cost one
 matrix product: S[i, j] = <phi(C(x_j)), psi(y_i)>, where psi is an MLP with a linear shortcut on y and phi is
