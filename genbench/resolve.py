@@ -123,9 +123,21 @@ def source_files(*entries: str) -> list[str]:
     return sorted(str(_module_file(m).relative_to(root)) for m in seen)
 
 
+# Within one resolution (stage_documents) the same entry modules and files come back hundreds of times (every
+# job of a family hashes the same files): memoised there, it took `genbench resolve` on the cpu profile from 17 s
+# to a few (603 code_hashes calls, 8903 file hashes, 1266 ast parses). None outside a resolution: a test that
+# edits a source file and resolves again sees its new hash.
+_MEMO: dict | None = None
+
+
 def code_hashes(*entries: str) -> dict[str, str]:
-    members = _registry_members()
-    return {path: _source_hash(path, members) for path in source_files(*entries)}
+    if _MEMO is not None and entries in _MEMO:
+        return dict(_MEMO[entries])
+    members = _registry_members() if _MEMO is None else _MEMO.setdefault("members", _registry_members())
+    hashes = {path: _source_hash(path, members) for path in source_files(*entries)}
+    if _MEMO is not None:
+        _MEMO[entries] = dict(hashes)
+    return hashes
 
 
 def _source_hash(path: str, members: dict[str, set[str]]) -> str:
@@ -136,17 +148,23 @@ def _source_hash(path: str, members: dict[str, set[str]]) -> str:
 
     from genbench.io import sha256_file
 
+    if _MEMO is not None and ("file", path) in _MEMO:
+        return _MEMO[("file", path)]
     module = path.removesuffix(".py").replace("/", ".").removesuffix(".__init__")
     if module not in members:
-        return sha256_file(PACKAGE_DIR.parent / path)
-    text = (PACKAGE_DIR.parent / path).read_text()
-    drop: set[int] = set()
-    for node in ast.parse(text).body:
-        if isinstance(node, ast.ImportFrom) and node.module == module and node.level == 0 \
-                and all(f"{module}.{alias.name}" in members[module] for alias in node.names):
-            drop.update(range(node.lineno - 1, node.end_lineno))
-    kept = "".join(line for i, line in enumerate(text.splitlines(keepends=True)) if i not in drop)
-    return hashlib.sha256(kept.encode()).hexdigest()
+        digest = sha256_file(PACKAGE_DIR.parent / path)
+    else:
+        text = (PACKAGE_DIR.parent / path).read_text()
+        drop: set[int] = set()
+        for node in ast.parse(text).body:
+            if isinstance(node, ast.ImportFrom) and node.module == module and node.level == 0 \
+                    and all(f"{module}.{alias.name}" in members[module] for alias in node.names):
+                drop.update(range(node.lineno - 1, node.end_lineno))
+        kept = "".join(line for i, line in enumerate(text.splitlines(keepends=True)) if i not in drop)
+        digest = hashlib.sha256(kept.encode()).hexdigest()
+    if _MEMO is not None:
+        _MEMO[("file", path)] = digest
+    return digest
 
 
 # --------------------------------------------------------------------------------------------------
@@ -203,7 +221,16 @@ def resolved_theory_config(name: str, settings: dict[str, Any]) -> dict[str, Any
 
 
 def stage_documents(params: Params) -> dict[Path, dict[str, Any]]:
-    """Every resolved file's content, by path."""
+    """Every resolved file's content, by path (source hashes memoised for this call: see _MEMO)."""
+    global _MEMO
+    _MEMO = {}
+    try:
+        return _stage_documents(params)
+    finally:
+        _MEMO = None
+
+
+def _stage_documents(params: Params) -> dict[Path, dict[str, Any]]:
     from genbench.data import info as dataset_info
 
     harness = params.harness
