@@ -356,7 +356,13 @@ def plot_curves(curves: dict[str, Path], path: Path) -> None:
         ax.set_ylabel("training loss", fontsize=7)
     for ax in list(axes.flat)[len(curves):]:
         ax.axis("off")
-    save_png(fig, path)
+    # fixed margins and gaps in inches instead of tight_layout, which measured every tick label of every panel:
+    # 36 of the report's ~80 s with the cpu profile's 120 panels, for a grid whose panels are all alike
+    width, height = fig.get_size_inches()
+    fig.subplots_adjust(left=0.75 / width, right=1 - 0.55 / width, bottom=0.45 / height, top=1 - 0.3 / height,
+                        wspace=1.25 / ((width - 1.3 - 1.25 * (cols - 1)) / cols),
+                        hspace=0.75 / ((height - 0.75 - 0.75 * (rows - 1)) / rows))
+    save_png(fig, path, tight=False)
 
 
 def suite_time(params) -> str:
@@ -538,10 +544,11 @@ def label_panel(ax, title: str, xlabel: str) -> None:
     ax.tick_params(labelsize=7)
 
 
-def save_png(fig, path: Path) -> None:
+def save_png(fig, path: Path, tight: bool = True) -> None:
     import matplotlib.pyplot as plt
 
-    fig.tight_layout()
+    if tight:
+        fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
