@@ -328,6 +328,15 @@ def representation_claims(params) -> list[Claim]:
                              f"linear probe ({dataset}, test accuracy %)", source, fig(local),
                              fig(by[(dataset, "supervised")]), runs=(local, by[(dataset, "supervised")]),
                              tolerance=REPRESENTATION_CLOSE))
+        # Table 1's two orderings among DIM's own objectives: the local objective above the global one with the
+        # same estimator (the paper's "structure matters"), and InfoNCE above JSD for the local one
+        table1 = "Hjelm et al. 2019 (Deep InfoMax), Table 1: DIM(L) above DIM(G) with each estimator; InfoNCE the best DIM(L)"
+        for better, worse, what in (("local/jsd", "global/jsd", "DIM(L) features beat DIM(G)'s, both with the JSD estimator"),
+                                    ("local/infonce", "local/jsd", "DIM(L) with InfoNCE beats DIM(L) with JSD")):
+            if (dataset, better) in by and (dataset, worse) in by:
+                out.append(Claim(f"{what}, on a linear probe ({dataset}, test accuracy %)", table1,
+                                 fig(by[(dataset, better)]), fig(by[(dataset, worse)]), lower_is_better=False,
+                                 runs=(by[(dataset, better)], by[(dataset, worse)])))
     return out
 
 
