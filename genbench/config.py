@@ -326,11 +326,9 @@ def _format(problems: list[str], source: str = "params.yaml") -> str:
 # --------------------------------------------------------------------------------------------------
 # Loading and semantic checks
 # --------------------------------------------------------------------------------------------------
-class UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
-    """yaml.SafeLoader that records every key given twice in one mapping, by its dotted path and both
-    line numbers (PyYAML keeps the last one silently). A merge key (`<<`) may still override.
-    LibYAML's parser where PyYAML has it (its wheels do): every stage reads params.yaml, and the pure-Python
-    parser took ~0.4 s of each stage's start; the mappings are built by the same Python constructor."""
+class _UniqueKeys:
+    """A YAML safe loader that records every key given twice in one mapping, by its dotted path and both
+    line numbers (PyYAML keeps the last one silently). A merge key (`<<`) may still override."""
 
     def __init__(self, stream):
         super().__init__(stream)
@@ -352,6 +350,16 @@ class UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
         return super().construct_mapping(node, deep=deep)
 
 
+class UniqueKeyLoader(_UniqueKeys, getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    """LibYAML's parser where PyYAML has it (its wheels do): every stage reads params.yaml, and the pure-Python
+    parser took ~0.4 s of each stage's start; the mappings are built by the same Python constructor."""
+
+
+class _QuotingLoader(_UniqueKeys, yaml.SafeLoader):
+    """The pure-Python parser, for the error message only: it quotes the offending line, LibYAML gives only
+    the line and column."""
+
+
 def read_raw(path: str | Path = DEFAULT_PARAMS) -> dict:
     path = Path(path)
     if not path.exists():
@@ -369,6 +377,10 @@ def read_raw(path: str | Path = DEFAULT_PARAMS) -> dict:
     try:
         raw = loader.get_single_data()
     except yaml.YAMLError as exc:
+        try:
+            _QuotingLoader(text).get_single_data()
+        except yaml.YAMLError as quoted:
+            exc = quoted
         raise GenbenchError(f"{path} is not valid YAML: {exc}") from None
     finally:
         loader.dispose()

@@ -136,5 +136,11 @@ def test_invalid_yaml_and_missing_file(tmp_path):
     bad.write_text("profile: [unclosed\n")
     with pytest.raises(GenbenchError, match="not valid YAML"):
         load(bad)
+    # params.yaml is parsed by LibYAML, whose errors give only line and column: the message still quotes the
+    # offending line, as PyYAML's own parser does
+    bad.write_text("seeds: [0]\nruns:\n  a: [1, 2\n  b: 3\n")
+    with pytest.raises(GenbenchError, match="not valid YAML") as info:
+        load(bad)
+    assert "line 3" in str(info.value) and "a: [1, 2" in str(info.value)
     with pytest.raises(GenbenchError, match="not found"):
         load(tmp_path / "missing.yaml")
