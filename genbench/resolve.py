@@ -133,7 +133,12 @@ _MEMO: dict | None = None
 def code_hashes(*entries: str) -> dict[str, str]:
     if _MEMO is not None and entries in _MEMO:
         return dict(_MEMO[entries])
-    members = _registry_members() if _MEMO is None else _MEMO.setdefault("members", _registry_members())
+    if _MEMO is None:
+        members = _registry_members()
+    else:  # (not setdefault: its argument would be computed on every call)
+        if "members" not in _MEMO:
+            _MEMO["members"] = _registry_members()
+        members = _MEMO["members"]
     hashes = {path: _source_hash(path, members) for path in source_files(*entries)}
     if _MEMO is not None:
         _MEMO[entries] = dict(hashes)
