@@ -2,7 +2,7 @@
 # params.yaml (its `profile` selects the profile, e.g. `--config profile=ci`).
 #   Local:   snakemake -c2 --profile pipelines/profiles/local
 #   Cluster: snakemake --profile pipelines/profiles/slurm   (one job per rule instance, i.e. per
-#            (run, seed) for train/sample/evaluate; each rule declares mem_mb, runtime and gpu)
+#            (run, seed) for train/evaluate, or fit; each rule declares mem_mb, runtime and gpu)
 # Rules: pipelines/rules/<stage>.smk; input and params functions: pipelines/rules/common.smk.
 from snakemake.utils import min_version
 

@@ -234,7 +234,7 @@ def _job_stage(stage: str):
         job = Job.from_params(params, args.run, args.seed)
         if (stage == "score") != is_supervised(params, args.run) and stage != "train":
             raise GenbenchError(f"run {args.run!r} is {'a supervised' if is_supervised(params, args.run) else 'a generative'}"
-                                f" run: it has {'a score stage' if is_supervised(params, args.run) else 'sample and evaluate stages'},"
+                                f" run: it has {'a score stage' if is_supervised(params, args.run) else 'an evaluate stage'},"
                                 f" not {stage}")
         if _dry(args, {"job": job.name, **job.config_dict(), "harness": asdict(params.harness),
                        "eval": asdict(params.eval)}):
@@ -292,14 +292,27 @@ def _job_stage(stage: str):
                 from genbench.sample import sample_job
 
                 result = sample_job(params, args.run, args.seed, tracker)
-            else:
+            else:  # draws first, unless the samples of these inputs are there already
                 from genbench.evaluate import evaluate_job
+                from genbench.sample import draw_unless_current
 
+                draw_unless_current(params, args.run, args.seed, tracker)
                 result = evaluate_job(params, args.run, args.seed, tracker)
         print(f"{stage} {job.name}: {json.dumps(result, default=str)[:2000]}")
         return 0
 
     return run
+
+
+def cmd_fit(args) -> int:
+    """`genbench train`, then `genbench score`, in one process: a supervised job's one pipeline stage (what
+    scoring reads is a part of what training reads, so the two never re-ran apart; one DVC stage costs `dvc
+    status` and `dvc repro` half the bookkeeping of two). Each half is its own tracked stage run, as before."""
+    from genbench.resolve import is_supervised
+
+    if not is_supervised(_params(args), args.run):
+        raise GenbenchError(f"run {args.run!r} is a generative run: it has train and evaluate stages, not fit")
+    return _job_stage("train")(args) or _job_stage("score")(args)
 
 
 def cmd_resolve(args) -> int:
@@ -396,10 +409,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="retrain it with params.yaml's `classifier` settings and say whether it matches the pin")
     add("refstats", cmd_refstats, "features of the reference split for every extractor", dataset)
     add("train", _job_stage("train"), "train (or resume) one (run, seed) job", job)
-    add("sample", _job_stage("sample"), "draw samples from a trained job", job)
-    add("evaluate", _job_stage("evaluate"), "FID/KID/precision/recall and bits/dim of a job", job)
+    add("sample", _job_stage("sample"), "draw samples from a trained job (always; `evaluate` draws unless current)", job)
+    add("evaluate", _job_stage("evaluate"), "draw a job's samples unless those of the same inputs are there, then "
+        "their FID/KID/precision/recall and the job's bits/dim", job)
     add("score", _job_stage("score"), "a supervised job's test accuracy, cross-entropy and calibration "
         "(multi-label: F1) at the learning rate chosen on validation", job)
+    add("fit", cmd_fit, "train a supervised job, then score it (the pipeline's one stage per supervised job)", job)
     p = add("theory", cmd_theory, "one theory check of genbench/theory.py (its settings: params.yaml `theory`)")
     p.add_argument("--check", required=True, help="a key of `theory` in params.yaml")
     add("report", cmd_report, "build reports/ from metrics/*.json (then send the stages' runs to MLflow)")
@@ -493,12 +508,16 @@ def _wall_time_line(row: dict) -> str:
 
 
 TIMED_STAGES = ("resolve", "prepare", "weights", "classifier", "refstats", "train", "sample", "evaluate", "score",
-                "report")
+                "fit", "report")
 
 
 def main(argv: list[str] | None = None) -> int:
+    from genbench.tracking import STAGE_TIMES
+
     args = build_parser().parse_args(argv)
     started = _process_age_s()
+    STAGE_TIMES.clear()
+    STAGE_TIMES["tracking_s"] = 0.0
     status = 1
     try:
         status = args.func(args)

@@ -50,9 +50,9 @@ STAGE_ENTRIES = {
     "classifier": ("genbench.metrics.classifier", "genbench.data"),
     "refstats": ("genbench.refstats",),
     "train": ("genbench.train",),
-    "sample": ("genbench.sample",),
-    "evaluate": ("genbench.evaluate",),
-    "score": ("genbench.score",),
+    "sample": ("genbench.sample",),  # `genbench sample`, and the drawing half of the evaluate stage
+    "evaluate": ("genbench.sample", "genbench.evaluate"),  # draws the samples (unless current), scores them
+    "score": ("genbench.score",),  # (a supervised job's `fit` stage: genbench.train and its task module)
     "report": ("genbench.report",),
     "theory": ("genbench.theory",),
 }
@@ -182,7 +182,7 @@ def family_module(params: Params, run: str) -> str:
 
 
 def task_module(params: Params, run: str) -> str | None:
-    """The module that trains and scores a run that has a `score` stage instead of sample + evaluate:
+    """The module that trains and scores a run that has a `fit` stage instead of `train` and `evaluate`:
     genbench.score for the supervised models (genbench.models.accuracy: trained on labels, one training per
     learning rate in train.lr_trials), genbench.sts for the sentence-embedding ones (genbench.models.sentence:
     one BERT-flow per pooling, scored on STS-B), genbench.representation for the representation-learning ones
@@ -198,7 +198,8 @@ def task_module(params: Params, run: str) -> str | None:
 
 
 def is_supervised(params: Params, run: str) -> bool:
-    """Runs scored by the `score` stage (accuracy experiments, sentence embeddings), not sampled and evaluated."""
+    """Runs trained and scored by the `fit` stage (accuracy experiments, sentence embeddings, representations),
+    not trained, then sampled and evaluated."""
     return task_module(params, run) is not None
 
 
@@ -223,6 +224,21 @@ def resolved_theory_config(name: str, settings: dict[str, Any]) -> dict[str, Any
     from genbench.theory import CHECKS
 
     return asdict(strict(CHECKS[name][0], settings or {}, f"theory.{name}"))
+
+
+def sample_document(params: Params, run: str, seed: int) -> dict[str, Any]:
+    """What drawing a generative job's samples reads besides its trained run and its data: the job, the
+    sampling settings filled in, and the source of genbench.sample and the family. The evaluate stage's
+    resolved file holds these settings under `sample`; the stage keeps the samples it finds while these,
+    the run and the data are unchanged (genbench.sample.inputs_digest)."""
+    harness, spec = params.harness, params.run(run)
+    return {"run": run, "seed": seed, "model": spec.model, "dataset": spec.dataset,
+            "model_config": resolved_model_config(params, run), "run_eval": asdict(spec.eval),
+            "eval": {"sample_batch_size": params.eval.sample_batch_size, "seed": params.eval.seed,
+                     "hubness": asdict(params.eval.hubness) if params.eval.hubness else None,
+                     "n_gen": {e: o.n_gen for e, o in params.eval.extractors.items()}},
+            "grid_n": params.report.grid_n, "device": harness.device, "num_threads": harness.num_threads,
+            "code": code_hashes(*STAGE_ENTRIES["sample"], family_module(params, run))}
 
 
 def stage_documents(params: Params) -> dict[Path, dict[str, Any]]:
@@ -270,23 +286,18 @@ def _stage_documents(params: Params) -> dict[Path, dict[str, Any]]:
         model = {"run": run, "seed": seed, "model": spec.model, "dataset": spec.dataset,
                  "model_config": resolved_model_config(params, run)}
         job = f"{run}-s{seed}"
-        docs[resolved_path("train", job)] = {
-            **model, "train": asdict(spec.train),
-            "harness": {**threads, "amp": harness.amp, "on_divergence": harness.on_divergence},
-            "code": train_code(params, run)}
-        if is_supervised(params, run):
-            docs[resolved_path("score", job)] = {**model, "train": asdict(spec.train), **threads,
-                                                 **({"eval_seed": params.eval.seed} if task_module(params, run) == "genbench.sts" else {}),
-                                                 "code": code_hashes(task_module(params, run), family)}
+        training = {**model, "train": asdict(spec.train),
+                    "harness": {**threads, "amp": harness.amp, "on_divergence": harness.on_divergence},
+                    "code": train_code(params, run)}
+        if is_supervised(params, run):  # `fit`: trains, then scores (its task module and family: in train_code)
+            sts = task_module(params, run) == "genbench.sts"
+            docs[resolved_path("fit", job)] = {**training, **({"eval_seed": params.eval.seed} if sts else {})}
             continue
-        sample_eval = {k: getattr(params.eval, k) for k in ("sample_batch_size", "seed")}
-        docs[resolved_path("sample", job)] = {
-            **model, "run_eval": asdict(spec.eval), "eval": {
-                **sample_eval, "hubness": asdict(params.eval.hubness) if params.eval.hubness else None,
-                "n_gen": {e: o.n_gen for e, o in params.eval.extractors.items()}},
-            "grid_n": params.report.grid_n, **threads, "code": code_hashes(*STAGE_ENTRIES["sample"], family)}
+        docs[resolved_path("train", job)] = training
+        drawing = sample_document(params, run, seed)
         docs[resolved_path("evaluate", job)] = {
-            **model, "run_eval": asdict(spec.eval), "eval": asdict(params.eval),
+            **model, "sample": {k: v for k, v in drawing.items() if k not in model and k != "code"},
+            "run_eval": asdict(spec.eval), "eval": asdict(params.eval),
             "first_seed": seed in params.seeds,  # the repeat seeds are scored with eval.repeat_extractors
             "profile": params.profile, **threads, "code": code_hashes(*STAGE_ENTRIES["evaluate"], family)}
 
@@ -324,7 +335,7 @@ def job_table(params: Params) -> dict[str, Any]:
     supervised = {key for key, job in jobs.items() if is_supervised(params, job["run"])}
     return {"data_root": params.data.root, "prepared": [d for d in params.data.datasets if d in used],
             "scored": list(params.eval.datasets), "jobs": jobs, "checks": list(params.theory),
-            # sample + evaluate: the generative jobs; score: the supervised ones (accuracy experiments)
+            # train + evaluate (draws the samples, then scores them): the generative jobs; fit: the supervised ones
             "generative": {k: v for k, v in jobs.items() if k not in supervised},
             "supervised": {k: v for k, v in jobs.items() if k in supervised}}
 

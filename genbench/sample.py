@@ -1,8 +1,14 @@
-"""The sample stage: the selected checkpoint -> `samples/<job>/samples.npz` (uint8 images or 2-D points),
-`grid.png`, the model's own figures (temperature sweep, learnt density, reconstructions), every sampler
-variant's set (hubness prior, diffusion samplers and step counts, ...) and `sample.json`."""
+"""Drawing a job's samples: the selected checkpoint -> `samples/<job>/samples.npz` (uint8 images or 2-D
+points), `grid.png`, the model's own figures (temperature sweep, learnt density, reconstructions), every
+sampler variant's set (hubness prior, diffusion samplers and step counts, ...) and `sample.json`.
+
+The evaluate stage draws them first, unless samples/<job> already holds what these inputs draw
+(`draw_unless_current`): one DVC stage per job instead of two (each stage costs `dvc status` and `dvc repro`
+their bookkeeping), while a change to scoring alone still does not re-draw. `genbench sample` always draws."""
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -15,7 +21,7 @@ from genbench.config import Params
 from genbench.data import info as dataset_info
 from genbench.data import load_split, toy2d
 from genbench.figures import save_grid
-from genbench.io import atomic_dir, atomic_path, write_json
+from genbench.io import atomic_dir, atomic_path, read_json, sha256_file, write_json
 from genbench.layout import job_name, prepared_dir, run_dir, samples_dir
 from genbench.models import SamplerVariant
 from genbench.protocol import n_generated, toy_name
@@ -23,13 +29,42 @@ from genbench.tracking import Tracker
 from genbench.train import load_trained, read_outcome, select_device
 
 
-def sample_job(params: Params, run: str, seed: int, tracker: Tracker) -> dict[str, Any]:
+def inputs_digest(params: Params, run: str, seed: int) -> str:
+    """sha256 of everything drawing a job's samples reads: its sampling settings and source
+    (genbench.resolve.sample_document), every file of its trained run and of its prepared data."""
+    from genbench.resolve import sample_document
+
+    digest = hashlib.sha256(json.dumps(sample_document(params, run, seed), sort_keys=True).encode())
+    for root in (run_dir(run, seed), prepared_dir(params.data.root, params.run(run).dataset)):
+        for path in sorted(p for p in Path(root).rglob("*") if p.is_file()):
+            digest.update(f"{path.relative_to(root).as_posix()}\0{sha256_file(path)}\n".encode())
+    return digest.hexdigest()
+
+
+def draw_unless_current(params: Params, run: str, seed: int, tracker: Tracker) -> bool:
+    """The evaluate stage's first step: draw the job's samples, unless samples/<job> holds those that the
+    same inputs drew (sample.json records the inputs' digest and each file's sha256; sampling is seeded, so
+    equal inputs draw equal samples on this machine). Returns whether it drew."""
+    digest = inputs_digest(params, run, seed)
+    out_dir = samples_dir(run, seed)
+    record = read_json(out_dir / "sample.json") if (out_dir / "sample.json").is_file() else {}
+    files = record.get("files")
+    if record.get("inputs_sha256") == digest and files is not None and all(
+            (out_dir / name).is_file() and sha256_file(out_dir / name) == sha for name, sha in files.items()):
+        print(f"[{job_name(run, seed)}] samples kept: {out_dir} holds what these inputs draw")
+        return False
+    sample_job(params, run, seed, tracker, digest)
+    return True
+
+
+def sample_job(params: Params, run: str, seed: int, tracker: Tracker, digest: str | None = None) -> dict[str, Any]:
     spec = params.run(run)
     out_dir = samples_dir(run, seed)
+    digest = digest or inputs_digest(params, run, seed)
     outcome = read_outcome(run_dir(run, seed))
     with atomic_dir(out_dir) as tmp:
         if outcome["status"] != "completed":
-            record = {"status": outcome["status"], "outcome": outcome}
+            record = {"status": outcome["status"], "outcome": outcome, "inputs_sha256": digest, "files": {}}
             write_json(tmp / "sample.json", record)
             return record
         device = select_device(params.harness)
@@ -53,7 +88,8 @@ def sample_job(params: Params, run: str, seed: int, tracker: Tracker) -> dict[st
         record = {"status": "completed", "n": n, "seconds": seconds, "images_per_s": n / max(seconds, 1e-9),
                   "sampler": getattr(model, "sampler_description", getattr(model.config, "sample_mode", "default")), "ema": meta["ema"],
                   "selected_step": meta["step"], "sampling_seed": sampling_seed,
-                  "dataset": spec.dataset, "device": device.type, "variants": variants}
+                  "dataset": spec.dataset, "device": device.type, "variants": variants, "inputs_sha256": digest,
+                  "files": {p.relative_to(tmp).as_posix(): sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()}}
         write_json(tmp / "sample.json", record)
     tracker.log_metrics({"sample_images_per_s": record["images_per_s"]})
     tracker.log_artifact(out_dir / "grid.png")

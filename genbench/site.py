@@ -543,9 +543,13 @@ def _section_overview(s: Section) -> list[dict[str, Any]]:
     return out
 
 
-def resolved_config(job: str) -> str | None:
-    path = Path("pipelines/resolved/train") / f"{job}.json"
-    return json.dumps(read_json(path), indent=2, sort_keys=True) if path.is_file() else None
+def resolved_config(job: str) -> tuple[str, str] | None:
+    """(path, text) of the job's resolved training settings: its train stage's file, a supervised job's fit file."""
+    for stage in ("train", "fit"):
+        path = Path("pipelines/resolved") / stage / f"{job}.json"
+        if path.is_file():
+            return path.as_posix(), json.dumps(read_json(path), indent=2, sort_keys=True)
+    return None
 
 
 def _kv(d: dict[str, Any]) -> list[tuple[str, str]]:

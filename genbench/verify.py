@@ -256,7 +256,7 @@ def counts(rows: list[Row]) -> dict[str, int]:
     return {tier: sum(row.tier == tier for row in rows) for tier in (BIT, WITHIN, OUTSIDE, NO_INTERVAL)}
 
 
-STAGE_OVERHEAD_S = 10.0  # start-up of a job's three stages, added to its committed compute time
+STAGE_OVERHEAD_S = 10.0  # start-up of a job's stages, added to its committed compute time
 
 
 def committed_cost_s(metrics: list[dict[str, Any]]) -> float:
@@ -426,9 +426,9 @@ def main(args) -> int:
                                     f"but HEAD's params.yaml selects '{params.profile}': commit that profile's "
                                     "metrics or set `profile:` to match")
             committed.setdefault(run, {})[seed] = metrics
-        from genbench.resolve import is_supervised  # scored runs (accuracy, sentence embeddings) end in `score`
+        from genbench.resolve import is_supervised  # scored runs (accuracy, sentence embeddings) end in `fit`
 
-        targets = [f"{'score' if is_supervised(params, run) else 'evaluate'}@{run}-{seed}" for run, seed in jobs]
+        targets = [f"{'fit' if is_supervised(params, run) else 'evaluate'}@{run}-{seed}" for run, seed in jobs]
         print(f"verifying HEAD {head[:12]} (profile {params.profile}, K = {args.k:g}): {', '.join(runs)}\n"
               f"  runs: {why}\n  jobs: {', '.join(f'{r}-s{s}' for r, s in jobs)}", flush=True)
         if args.dry_run:

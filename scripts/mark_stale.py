@@ -1,4 +1,4 @@
-"""Keep pipelines/stale.yaml in step with `dvc status`: list every job whose train/sample/evaluate stages
+"""Keep pipelines/stale.yaml in step with `dvc status`: list every job whose train/evaluate (or fit) stages
 `dvc status` reports changed (with the reason given for newly listed jobs), and drop the jobs whose
 stages are all up to date again. Other changed stages (prepare, classifier, ...) are printed, never
 listed: those are cheap and are re-run, not marked.
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-JOB_STAGES = ("train", "sample", "evaluate", "score")
+JOB_STAGES = ("train", "evaluate", "fit")
 STALE = Path("pipelines/stale.yaml")
 
 

@@ -183,3 +183,84 @@ def test_at_a_terminal_a_stage_draws_its_progress_bar_with_eta(workdir):
     proc, out = run_at_terminal()
     assert proc.returncode == 0 and "%|" not in proc.stderr, proc.stderr
     assert "genbench train vae_mnist-s0: done in" in out, out
+
+
+def test_evaluate_draws_the_samples_unless_those_of_the_same_inputs_are_there(workdir, capsys):
+    """The evaluate stage draws a job's samples, then scores them (one DVC stage per job). Run again on the same
+    inputs it keeps the samples, and a change to scoring alone does too; a damaged sample file, a changed
+    sampling setting or a changed trained run makes it draw again, and the same inputs draw the same samples."""
+    import numpy as np
+    import yaml
+
+    for args in (["classifier", "--dataset", "mnist"], ["refstats", "--dataset", "mnist"],
+                 ["train", "--run", "vae_mnist", "--seed", "0"]):
+        assert main(args) == 0
+    samples = workdir / "samples" / "vae_mnist-s0" / "samples.npz"
+    params = workdir / "params.yaml"
+
+    def evaluate() -> bool:
+        """Evaluate; whether the samples were drawn."""
+        capsys.readouterr()
+        assert main(["evaluate", "--run", "vae_mnist", "--seed", "0"]) == 0
+        out = capsys.readouterr().out
+        assert (workdir / "metrics" / "vae_mnist-s0.json").is_file()
+        return "samples kept" not in out
+
+    def setting(section: str, key: str, value) -> None:
+        raw = yaml.safe_load(params.read_text())
+        raw[section][key] = value
+        params.write_text(yaml.safe_dump(raw))
+
+    drawn = lambda: np.load(samples)["x"]  # noqa: E731
+    assert evaluate()
+    first, stamp = drawn(), samples.stat().st_mtime_ns
+    assert not evaluate() and samples.stat().st_mtime_ns == stamp  # the same inputs: kept
+    setting("eval", "kid_subsets", 4)  # scoring only
+    assert not evaluate() and samples.stat().st_mtime_ns == stamp
+    samples.write_bytes(b"damaged")
+    assert evaluate() and np.array_equal(drawn(), first)  # drawn again: the same samples
+    setting("eval", "seed", 99)  # the sampling seed
+    assert evaluate() and not np.array_equal(drawn(), first)
+    setting("eval", "seed", 1234)
+    assert evaluate() and np.array_equal(drawn(), first)
+    with open(workdir / "runs" / "vae_mnist-s0" / "stats.jsonl", "a") as log:  # the trained run changed
+        log.write("\n")
+    assert evaluate() and np.array_equal(drawn(), first)
+    assert not evaluate()
+
+
+def test_fit_writes_what_train_then_score_write(workdir):
+    """`genbench fit`, a supervised job's one pipeline stage, gives the figures that `genbench train` and then
+    `genbench score`, each its own process (the two stages before), give: the same trials, the same choice,
+    the same test figures to the last bit (timings aside)."""
+    import shutil
+    from pathlib import Path
+
+    import yaml
+
+    from tests.test_accuracy import ACC_RUN
+
+    raw = yaml.safe_load((workdir / "params.yaml").read_text())
+    raw["runs"]["acc"] = ACC_RUN
+    (workdir / "params.yaml").write_text(yaml.safe_dump(raw))
+    env = {**os.environ, "GENBENCH_TRACKING": "off", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+
+    def figures(*stages: str) -> dict:
+        shutil.rmtree(workdir / "runs", ignore_errors=True)
+        shutil.rmtree(workdir / "metrics", ignore_errors=True)
+        for stage in stages:
+            done = subprocess.run([sys.executable, "-m", "genbench.cli", stage, "--run", "acc", "--seed", "0"],
+                                  cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
+            assert done.returncode == 0, done.stderr
+        m = json.loads((workdir / "metrics" / "acc-s0.json").read_text())
+        timing = ("score_time_s", "train_time_s", "train_images_per_s")
+        for record in [m, m["train"], *m["trials"]]:
+            for key in timing:
+                record.pop(key, None)
+        return m
+
+    apart = figures("train", "score")
+    assert apart["status"] == "completed" and len(apart["trials"]) == 2
+    assert figures("fit") == apart
+    assert subprocess.run([sys.executable, "-m", "genbench.cli", "fit", "--run", "vae_mnist", "--seed", "0"],
+                          cwd=workdir, env=env, capture_output=True, text=True).returncode == 2  # a generative run

@@ -27,7 +27,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # the venv's bin: dvc, snakemake, genbench
 PROFILES = sorted(yaml.safe_load((REPO / "params.yaml").read_text())["profiles"])
-STAGES = ("prepare", "weights", "classifier", "refstats", "train", "sample", "evaluate", "score", "theory", "report")
+STAGES = ("prepare", "weights", "classifier", "refstats", "train", "evaluate", "fit", "theory", "report")
 # DVC's first stage writes pipelines/resolved/ (what each stage uses); Snakemake writes the same files
 # when it reads the workflow, so it has no rule for it
 DVC_ONLY = ("resolve",)
@@ -100,7 +100,7 @@ def canonical_from_dvc_name(name: str) -> tuple[str, frozenset]:
     stage, _, key = name.partition("@")
     if not key:
         return stage, frozenset()
-    if stage in ("train", "sample", "evaluate", "score"):
+    if stage in ("train", "evaluate", "fit"):
         run_name, seed = key.rsplit("-", 1)
         return stage, frozenset({("run", run_name), ("seed", seed)})
     if stage == "theory":
@@ -260,12 +260,11 @@ def test_outputs_are_the_paths_of_genbench_layout(dvc_dag):
 
     for run_name, seed in params.jobs():
         wc = frozenset({("run", run_name), ("seed", str(seed))})
-        expected[("train", wc)] = [layout.run_dir(run_name, seed)]
-        if is_supervised(params, run_name):  # the accuracy experiments: scored, not sampled
-            expected[("score", wc)] = [layout.metrics_path(run_name, seed)]
+        if is_supervised(params, run_name):  # the accuracy experiments: trained and scored in one stage
+            expected[("fit", wc)] = [layout.run_dir(run_name, seed), layout.metrics_path(run_name, seed)]
             continue
-        expected[("sample", wc)] = [layout.samples_dir(run_name, seed)]
-        expected[("evaluate", wc)] = [layout.metrics_path(run_name, seed)]
+        expected[("train", wc)] = [layout.run_dir(run_name, seed)]
+        expected[("evaluate", wc)] = [layout.samples_dir(run_name, seed), layout.metrics_path(run_name, seed)]
     for key, paths in expected.items():
         assert key in dvc_dag, f"no DVC stage for {fmt([key])[0]}"
         assert [str(p) for p in paths] == dvc_dag[key]["outs"], fmt([key])[0]
@@ -283,8 +282,7 @@ def test_a_2d_row_needs_only_its_own_data_and_stages(repo_copy):
     a limitation of DVC 3.67, treeverse/dvc#9021; on a clean copy every stage is due anyway.)"""
     proc = run([str(BIN / "dvc"), "repro", "--dry", "--force", "evaluate@nice_ring8-0"], repo_copy)
     planned = re.findall(r"Running stage '([^']+)'", proc.stdout)
-    assert planned == ["resolve", "prepare@toy_ring8", "train@nice_ring8-0", "sample@nice_ring8-0",
-                       "evaluate@nice_ring8-0"], proc.stdout
+    assert planned == ["resolve", "prepare@toy_ring8", "train@nice_ring8-0", "evaluate@nice_ring8-0"], proc.stdout
 
 
 def test_the_committed_lock_describes_the_committed_pipeline(tmp_path):
@@ -347,7 +345,7 @@ def test_slurm_profile_dry_run_names_the_resources(repo_copy):
     for job in jobs:
         res = job["resources"]
         assert {"mem_mb", "runtime", "gpu"} <= set(res), f"{job['rule']}: {res}"
-        assert int(res["gpu"]) == (1 if job["rule"] in ("train", "sample", "evaluate") else 0), job["rule"]
+        assert int(res["gpu"]) == (1 if job["rule"] in ("train", "evaluate", "fit") else 0), job["rule"]
         if int(res["gpu"]):
             assert res.get("slurm_partition"), f"{job['rule']}: no partition for a GPU job"
     # options the executor plugin manages itself (GPUs come from the `gpu` resource) are refused in
@@ -586,7 +584,7 @@ def test_dvc_and_snakemake_run_the_ci_profile_to_the_same_numbers(tmp_path):
         assert {s for s in stale if s.partition("@")[2].rsplit("-", 1)[0] in E2E_RUNS + ("",)} == expected, path
 
     def job_stages(*jobs: str) -> set[str]:
-        return {f"{stage}@{job}" for stage in ("train", "sample", "evaluate") for job in jobs}
+        return {f"{stage}@{job}" for stage in ("train", "evaluate") for job in jobs}
 
     latent = lambda text: text.replace("      latent_dim: 32\n", "      latent_dim: 16\n", 1)  # noqa: E731
     assert stale_after(params_path, latent) == {"resolve"} | job_stages("vae_mnist-0")
@@ -598,11 +596,11 @@ def test_dvc_and_snakemake_run_the_ci_profile_to_the_same_numbers(tmp_path):
         runs["glow_ring8"]["train"] = {**train, "steps": train["steps"] + 1}
         return yaml.safe_dump(raw, sort_keys=False)
 
-    # a training setting: that run's train stage (its sample and evaluate follow once it re-ran)
+    # a training setting: that run's train stage (its evaluate follows once it re-ran)
     assert stale_after(params_path, ci_override) == {"resolve", "train@glow_ring8-0"}
     stale_after_code(copy / "genbench/models/flows.py", {"resolve"} | job_stages("glow_ring8-0"))  # one family's jobs
     stale_after_code(copy / "genbench/report.py", {"resolve", "report"})
-    stale_after_code(copy / "genbench/models/accuracy.py", {"resolve", "train@exact_digits-0", "score@exact_digits-0"})
+    stale_after_code(copy / "genbench/models/accuracy.py", {"resolve", "fit@exact_digits-0"})
     stale_after_code(copy / "genbench/models/gans.py",
                      {"resolve"} | job_stages("ogan_mnist-0", *(f"wgan_gp_ring8-{s}" for s in (0, 1, 2))))
     run(["genbench", "resolve"], copy)
@@ -626,7 +624,7 @@ def test_dvc_and_snakemake_run_the_ci_profile_to_the_same_numbers(tmp_path):
     ran = {(j["rule"], frozenset(j["wildcards"].items())) for j in parse_snakemake_jobs(log.stdout + log.stderr)}
     jobs = [job.rsplit("-s", 1) for job in SNAKEMAKE_JOBS]
     assert fmt(ran) == fmt({(stage, frozenset({("run", r), ("seed", s)})) for r, s in jobs
-                            for stage in ("train", "sample", "evaluate", "score")
+                            for stage in ("train", "evaluate", "fit")
                             if (copy / "pipelines" / "resolved" / stage / f"{r}-s{s}.json").is_file()}
                            | {("theory", frozenset({("check", SNAKEMAKE_CHECK)})), ("report", frozenset()),
                               ("all", frozenset())}), "Snakemake ran other jobs than those whose outputs were removed"
@@ -659,7 +657,7 @@ def test_dvc_and_snakemake_run_the_ci_profile_to_the_same_numbers(tmp_path):
     params_path.write_text(original.replace("      latent_dim: 32\n", "      latent_dim: 16\n", 1))
     dry = run([snakemake, "-n", "-c2"], copy)
     planned = {j["rule"] for j in parse_snakemake_jobs(dry.stdout + dry.stderr)}
-    assert planned == {"train", "sample", "evaluate", "report", "all"}, planned
+    assert planned == {"train", "evaluate", "report", "all"}, planned
     params_path.write_text(original)
 
 

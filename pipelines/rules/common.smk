@@ -53,8 +53,8 @@ TABLE = job_table(PARAMS)
 # the datasets some job trains on or the evaluation scores (as dvc.yaml's foreach over `prepared`)
 DATASETS = TABLE["prepared"]
 EVAL_DATASETS = TABLE["scored"]
-# every (run, seed) job (as Params.jobs, less the profile's `leave_out`); the generative ones are sampled and
-# evaluated, the supervised ones (accuracy experiments) scored
+# every (run, seed) job (as Params.jobs, less the profile's `leave_out`); the generative ones are evaluated
+# (sampled, then scored), the supervised ones (accuracy experiments) fitted (trained, then scored)
 JOBS = [f"{job['run']}-s{job['seed']}" for job in TABLE["jobs"].values()]
 GENERATIVE_JOBS = [f"{job['run']}-s{job['seed']}" for job in TABLE["generative"].values()]
 # the theory checks (genbench/theory.py), one `theory` job each

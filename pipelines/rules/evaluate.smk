@@ -1,27 +1,5 @@
-# Samples from each trained generative job, then its FID/KID/precision/recall and bits/dim; a supervised
-# job is scored instead.
-
-
-rule sample:
-    wildcard_constraints:
-        run=GENERATIVE_RUNS,
-    input:
-        resolved_job("sample"),
-        "runs/{run}-s{seed}/outcome.json",
-        run_dataset,  # the 2-D toys' density figures read the test split
-    output:
-        directory("samples/{run}-s{seed}"),
-    log:
-        "logs/sample/{run}-s{seed}.log",
-    conda:
-        "../envs/genbench.yaml"
-    threads: TORCH_THREADS
-    resources:
-        mem_mb=8000,
-        runtime=60,
-        gpu=1,
-    shell:
-        "genbench sample --run {wildcards.run} --seed {wildcards.seed} > {log} 2>&1"
+# Each trained generative job: its samples, then their FID/KID/precision/recall and the job's bits/dim, in one
+# job (as dvc.yaml's evaluate stage); a supervised job is trained and scored by `fit` instead.
 
 
 rule evaluate:
@@ -30,10 +8,10 @@ rule evaluate:
     input:
         resolved_job("evaluate"),
         "runs/{run}-s{seed}/outcome.json",
-        "samples/{run}-s{seed}",
-        run_dataset,
+        run_dataset,  # (the 2-D toys' density figures read the test split)
         eval_features,
     output:
+        directory("samples/{run}-s{seed}"),
         "metrics/{run}-s{seed}.json",
     log:
         "logs/evaluate/{run}-s{seed}.log",
@@ -48,24 +26,26 @@ rule evaluate:
         "genbench evaluate --run {wildcards.run} --seed {wildcards.seed} > {log} 2>&1"
 
 
-# A supervised job (accuracy experiments): the learning rate chosen on validation, its test figures.
-rule score:
+# A supervised job (accuracy experiments, sentence embeddings, representations): its training, then the learning
+# rate chosen on validation and its test figures, in one job (as dvc.yaml's fit stage). The declared run output
+# is outcome.json, as in the train rule: the rest of the run folder stays for a resumed training.
+rule fit:
     wildcard_constraints:
         run=SUPERVISED_RUNS,
     input:
-        resolved_job("score"),
-        "runs/{run}-s{seed}/outcome.json",
+        resolved_job("fit"),
         run_dataset,
     output:
+        "runs/{run}-s{seed}/outcome.json",
         "metrics/{run}-s{seed}.json",
     log:
-        "logs/score/{run}-s{seed}.log",
+        "logs/fit/{run}-s{seed}.log",
     conda:
         "../envs/genbench.yaml"
     threads: TORCH_THREADS
     resources:
-        mem_mb=4000,
-        runtime=30,
-        gpu=0,  # a small classifier on the test split: CPU is enough
+        mem_mb=8000,
+        runtime=240,
+        gpu=1,
     shell:
-        "genbench score --run {wildcards.run} --seed {wildcards.seed} > {log} 2>&1"
+        "genbench fit --run {wildcards.run} --seed {wildcards.seed} > {log} 2>&1"

@@ -1,4 +1,4 @@
-# One training job per (run, seed).
+# One training job per generative (run, seed).
 #
 # The declared output is outcome.json, which genbench writes last, not the whole run folder: Snakemake
 # deletes a job's outputs before running it, and keeping checkpoint.pt, model.pt and stats.jsonl
@@ -7,6 +7,8 @@
 
 
 rule train:
+    wildcard_constraints:
+        run=GENERATIVE_RUNS,  # a supervised job trains in its `fit` job (pipelines/rules/evaluate.smk)
     input:
         resolved_job("train"),
         run_dataset,
